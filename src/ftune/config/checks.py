@@ -1,0 +1,87 @@
+"""Checks across settings: ranges, impossible combinations, things that must exist.
+
+Runs after types are known and before any model or data loads, so every message can name the
+key (and where it was set) in milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ftune.config.schema import Config
+
+if TYPE_CHECKING:
+    from ftune.config.load import Setting
+
+
+def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
+    """Every problem with a typed config, each naming its key."""
+    problems: list[str] = []
+
+    def where(key: str) -> str:
+        return f"{settings[key].origin}: " if key in settings else ""
+
+    def require(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            value = _get(config, key)
+            problems.append(f"{where(key)}{key} = {value!r}: {message}")
+
+    t, d, m = config.train, config.data, config.model
+    require(t.epochs > 0, "train.epochs", "must be above 0")
+    require(t.batch_size >= 1, "train.batch_size", "must be at least 1")
+    require(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
+    require(t.learning_rate is None or t.learning_rate > 0, "train.learning_rate", "must be above 0")
+    require(t.weight_decay >= 0, "train.weight_decay", "must be 0 or more")
+    require(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be between 0 and 1")
+    require(t.gradient_accumulation_steps >= 1, "train.gradient_accumulation_steps", "must be at least 1")
+    require(t.evals_per_epoch >= 1, "train.evals_per_epoch", "must be at least 1")
+    require(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
+    require(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes", "must be above 0")
+    require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
+            "train.early_stopping_patience", "must be at least 1 (or empty to turn it off)")
+    require(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
+    require(not (t.precision == "fp16" and t.device in ("cpu", "mps")), "train.precision",
+            f"fp16 training needs a CUDA GPU; on {t.device} use fp32 or bf16")
+    require(not (t.precision in ("bf16", "fp16") and t.device == "mps"), "train.precision",
+            "mixed precision is not supported on mps here; use fp32")
+    require(m.max_length >= 8, "model.max_length", "must be at least 8 tokens")
+    require(0 < d.validation_fraction < 1, "data.validation_fraction", "must be between 0 and 1")
+    require(0 <= d.max_bad_fraction <= 1, "data.max_bad_fraction", "must be between 0 and 1")
+    require(d.max_rows is None or d.max_rows >= 2, "data.max_rows", "must be at least 2")
+    if d.text_columns is not None and d.label_column is not None:
+        require(d.label_column not in d.text_columns, "data.label_column",
+                f"is also one of data.text_columns {d.text_columns}")
+    for key in ("data.text_columns",):
+        value = _get(config, key) or []
+        require(all(not isinstance(c, int) or c >= 0 for c in value), key, "positions start at 0")
+    require(not isinstance(d.label_column, int) or d.label_column >= 0, "data.label_column", "positions start at 0")
+    require(not d.labels or len(set(d.labels)) >= 2, "data.labels", "needs at least two distinct labels")
+    for key in ("data.train", "data.validation", "data.test"):
+        path = _get(config, key)
+        require(path is None or Path(path).is_file(), key, "file not found")
+    problems.extend(_check_model(config, where))
+    problems.extend(_check_method(config, where))
+    return problems
+
+
+def _check_model(config: Config, where) -> list[str]:
+    from ftune.models.registry import model_problem
+
+    problem = model_problem(config.model.name)
+    return [f"{where('model.name')}model.name = {config.model.name!r}: {problem}"] if problem else []
+
+
+def _check_method(config: Config, where) -> list[str]:
+    from ftune.methods.base import get_method_class
+
+    method = get_method_class(config.method.name)
+    if not method.capabilities.classification:
+        return [f"{where('method.name')}method.name = {config.method.name!r}: "
+                "this technique cannot train a classification head"]
+    return [f"{where('method.name')}{p}" for p in method.check_options(config.method.options)]
+
+
+def _get(config: Config, dotted: str):
+    section, name = dotted.split(".", 1)
+    return getattr(getattr(config, section), name)

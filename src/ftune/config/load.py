@@ -1,0 +1,263 @@
+"""Load a config from YAML and dotted overrides, validate all of it, report every problem.
+
+Validation is complete before anything heavy is imported: a typo costs milliseconds. Every
+problem names the key and where it was set (``my.yaml:12`` or ``override 'a.b=c'``), and all
+problems are reported together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ftune.config.schema import SHORTHAND_SECTIONS, Config, MethodConfig
+from ftune.errors import ConfigError
+
+
+@dataclass
+class Setting:
+    """One value as the user gave it, and where."""
+
+    value: Any
+    origin: str  # "my.yaml:12" or "override 'train.epochs=3'"
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, check: bool = True
+) -> Config:
+    """Resolve defaults <- YAML file <- overrides into a validated ``Config``.
+
+    ``check=False`` skips the cross-setting checks (files exist, model is known): used to
+    reload a finished run's config on another machine. Raises ``ConfigError`` listing every
+    problem found.
+    """
+    problems: list[str] = []
+    settings: dict[str, Setting] = {}
+    if path is not None:
+        settings.update(_read_yaml(Path(path), problems))
+    for text in overrides or []:
+        parsed = parse_override(text, problems)
+        if parsed is not None:
+            settings[parsed[0]] = parsed[1]
+    return resolve_settings(settings, problems, check=check)
+
+
+def resolve_settings(settings: dict[str, Setting], problems: list[str] | None = None, *, check: bool = True) -> Config:
+    """Build and validate a ``Config`` from dotted keys; raise ``ConfigError`` on any problem."""
+    problems = problems if problems is not None else []
+    config = _build(settings, problems)
+    if check and not problems:
+        from ftune.config.checks import check_config
+
+        problems.extend(check_config(config, settings))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _read_yaml(path: Path, problems: list[str]) -> dict[str, Setting]:
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file not found"])
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: not valid YAML ({getattr(err, 'problem', err)})"]) from None
+    settings: dict[str, Setting] = {}
+    if root is None:
+        return settings
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError([f"{path}:{root.start_mark.line + 1}: the top level must be a mapping of sections"])
+    _flatten_node(root, "", path.name, settings)
+    return settings
+
+
+def _flatten_node(node: yaml.Node, prefix: str, file: str, out: dict[str, Setting]) -> None:
+    for key_node, value_node in node.value:
+        key = f"{prefix}{key_node.value}"
+        origin = f"{file}:{key_node.start_mark.line + 1}"
+        is_shorthand = prefix == "" and key in SHORTHAND_SECTIONS
+        if isinstance(value_node, yaml.MappingNode):
+            _flatten_node(value_node, key + ".", file, out)
+        elif is_shorthand and isinstance(value_node, yaml.ScalarNode):
+            out[f"{key}.{SHORTHAND_SECTIONS[key]}"] = Setting(_construct(value_node), origin)
+        else:
+            out[key] = Setting(_construct(value_node), origin)
+
+
+def _construct(node: yaml.Node) -> Any:
+    return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
+
+
+def parse_override(text: str, problems: list[str]) -> tuple[str, Setting] | None:
+    origin = f"override '{text}'"
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        problems.append(f"{origin}: expected key=value, e.g. train.epochs=3")
+        return None
+    if key in SHORTHAND_SECTIONS:
+        key = f"{key}.{SHORTHAND_SECTIONS[key]}"
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # not YAML (e.g. an unbalanced bracket): take the text as given
+    return key, Setting(value, origin)
+
+
+def _build(settings: dict[str, Setting], problems: list[str]) -> Config:
+    config = Config()
+    method_options: dict[str, Setting] = {}
+    known = _known_keys()
+    for key, setting in settings.items():
+        section_name, _, field_name = key.partition(".")
+        section = getattr(config, section_name, None) if section_name in known["sections"] else None
+        if section is None or not field_name:
+            problems.append(_unknown_key(key, setting, known["all"]))
+            continue
+        if isinstance(section, MethodConfig) and field_name != "name":
+            method_options[field_name] = setting
+            continue
+        field = next((f for f in fields(section) if f.name == field_name and f.name != "options"), None)
+        if field is None:
+            problems.append(_unknown_key(key, setting, known["all"]))
+            continue
+        value, error = coerce(setting.value, _field_type(type(section), field_name))
+        if error:
+            problems.append(f"{setting.origin}: {key} = {setting.value!r}: {error}")
+        else:
+            setattr(section, field_name, value)
+    name_origin = settings["method.name"].origin + ": " if "method.name" in settings else ""
+    _build_method_options(config, method_options, name_origin, problems)
+    return config
+
+
+def _build_method_options(
+    config: Config, given: dict[str, Setting], name_origin: str, problems: list[str]
+) -> None:
+    from ftune.methods.base import get_method_class, method_names
+
+    names = method_names()
+    if config.method.name not in names:
+        problems.append(
+            f"{name_origin}method.name = {config.method.name!r}: unknown technique; choose one of "
+            + ", ".join(names)
+            + "."
+            + _did_you_mean(config.method.name, names)
+        )
+        return
+    options_cls = get_method_class(config.method.name).Options
+    option_fields = {f.name: f for f in fields(options_cls)}
+    values: dict[str, Any] = {}
+    for option, setting in given.items():
+        key = f"method.{option}"
+        if option not in option_fields:
+            allowed = ", ".join(sorted(option_fields)) or "none"
+            owners = [n for n in names if option in {f.name for f in fields(get_method_class(n).Options)}]
+            hint = (f" It is an option of {', '.join(owners)}." if owners
+                    else _did_you_mean(option, list(option_fields), prefix="method."))
+            problems.append(
+                f"{setting.origin}: {key}: not an option of method {config.method.name!r}.{hint} "
+                f"Its options: {allowed}"
+            )
+            continue
+        value, error = coerce(setting.value, typing.get_type_hints(options_cls)[option])
+        if error:
+            problems.append(f"{setting.origin}: {key} = {setting.value!r}: {error}")
+        else:
+            values[option] = value
+    if not problems:
+        options = options_cls(**values)
+        config.method.options = dataclasses.asdict(options)
+
+
+def _known_keys() -> dict[str, list[str]]:
+    sections = [f.name for f in fields(Config)]
+    keys = []
+    for section in sections:
+        for f in fields(getattr(Config(), section).__class__):
+            if f.name != "options":
+                keys.append(f"{section}.{f.name}")
+    from ftune.methods.base import get_method_class, method_names
+
+    for name in method_names():
+        keys.extend(f"method.{f.name}" for f in fields(get_method_class(name).Options))
+    return {"sections": sections, "all": sorted(set(keys))}
+
+
+def _unknown_key(key: str, setting: Setting, known: list[str]) -> str:
+    return f"{setting.origin}: {key}: unknown key." + _did_you_mean(key, known)
+
+
+def _did_you_mean(word: str, candidates: list[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f' Did you mean "{prefix}{match[0]}"?' if match else ""
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def coerce(value: Any, expected: Any) -> tuple[Any, str | None]:
+    """Check ``value`` against a type hint; return (value, None) or (None, message)."""
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or value == "":
+            if type(None) in args:
+                return None, None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            result, error = coerce(value, arg)
+            if error is None:
+                return result, None
+            errors.append(error)
+        return None, " or ".join(dict.fromkeys(errors))
+    if origin is Literal:
+        if value in args:
+            return value, None
+        return None, "must be one of " + ", ".join(str(a) for a in args) + _did_you_mean(str(value), [str(a) for a in args])
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        (item_type,) = args
+        out = []
+        for item in items:
+            result, error = coerce(item, item_type)
+            if error:
+                return None, f"a list of {_type_name(item_type)} ({error})"
+            out.append(result)
+        return out, None
+    if expected is bool:
+        return (value, None) if isinstance(value, bool) else (None, "must be true or false")
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        return None, "must be a whole number"
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value), None
+        return None, "must be a number"
+    if expected is str:
+        if isinstance(value, str):
+            return value, None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value), None
+        return None, "must be a string"
+    if origin is dict or expected is dict:
+        return (value, None) if isinstance(value, dict) else (None, "must be a mapping")
+    return value, None
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    return {str: "strings", int: "whole numbers", float: "numbers", bool: "booleans"}.get(hint, str(hint))

@@ -1,0 +1,96 @@
+"""The typed configuration: every setting, its default and what it means.
+
+Sections mirror the pipeline (model -> data -> method -> train -> eval -> run). The ``help``
+of each field is what ``ftune config --help-keys`` prints; keep it one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def setting(default: Any, help: str, **kwargs: Any) -> Any:
+    """A config field with its one-line documentation."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass
+class ModelConfig:
+    name: str = setting("minilm-l6", "built-in model name (minilm-l6, smollm2-135m) or a local Hugging Face model directory")
+    max_length: int = setting(128, "longest input in tokens; longer texts are truncated")
+    trust_remote_code: bool = setting(False, "allow a local model directory to run its own Python code")
+
+
+@dataclass
+class DataConfig:
+    train: str | None = setting(None, "training file (csv, tsv, json, jsonl, optionally .gz); empty = built-in demo sentiment data")
+    validation: str | None = setting(None, "validation file; empty = a stratified split of the training file")
+    test: str | None = setting(None, "optional test file, evaluated once after training")
+    text_columns: list[str | int] | None = setting(None, "text column name(s) or 0-based position(s); several are joined; empty = auto-detect")
+    label_column: str | int | None = setting(None, "label column name or 0-based position; empty = auto-detect")
+    header: bool | None = setting(None, "whether delimited files have a header row; empty = auto-detect")
+    delimiter: str | None = setting(None, "field delimiter; empty = by extension (, for csv, tab for tsv)")
+    text_separator: str = setting("\n", "string placed between joined text columns")
+    labels: list[str] | None = setting(None, "allowed labels; rows with other labels are reported and skipped")
+    validation_fraction: float = setting(0.1, "share of the training file held out for validation when no validation file is given")
+    max_rows: int | None = setting(None, "use a seeded stratified sample of at most this many training rows")
+    max_bad_fraction: float = setting(0.05, "stop when more than this share of a file's rows is bad")
+
+
+@dataclass
+class MethodConfig:
+    name: str = setting("lora", "adaptation technique: full, freeze, bitfit, lora")
+    # Technique-specific options (e.g. method.r for LoRA) are validated against the
+    # technique's own Options dataclass; see ftune.methods.
+    options: dict[str, Any] = setting({}, "technique options, set as method.<option>")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = setting(3.0, "passes over the training data")
+    batch_size: int = setting(16, "examples per device step")
+    eval_batch_size: int = setting(64, "examples per evaluation step")
+    learning_rate: float | None = setting(None, "peak learning rate; empty = the technique's default")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    warmup_ratio: float = setting(0.1, "share of training spent warming the learning rate up")
+    scheduler: Literal["linear", "cosine", "constant"] = setting("linear", "learning-rate decay after warmup")
+    gradient_accumulation_steps: int = setting(1, "device steps per optimizer step")
+    gradient_checkpointing: bool = setting(False, "recompute activations in backward to save memory")
+    early_stopping_patience: int | None = setting(None, "stop after this many evaluations without improvement; empty = off")
+    metric: Literal["accuracy", "f1"] = setting("accuracy", "validation metric for best-model selection and early stopping")
+    evals_per_epoch: int = setting(1, "validation evaluations per epoch")
+    max_steps: int | None = setting(None, "stop after this many optimizer steps")
+    max_minutes: float | None = setting(None, "stop after this much training time; the schedule is fitted to it")
+    seed: int = setting(42, "seed for the split, initialisation and data order")
+    device: Literal["auto", "cpu", "cuda", "mps"] = setting("auto", "where to train; auto picks CUDA, then MPS, then CPU")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "auto = fp32 on CPU/MPS, bf16 (or fp16) on CUDA")
+    threads: int | None = setting(None, "CPU threads for torch; empty = torch's default")
+
+
+@dataclass
+class EvalConfig:
+    baselines: bool = setting(True, "also train and report the majority-class and bag-of-words baselines")
+    baseline_model: Literal["logreg", "random_forest"] = setting("logreg", "bag-of-words baseline classifier on TF-IDF features")
+
+
+@dataclass
+class RunConfig:
+    dir: str = setting("runs", "parent directory of run directories")
+    name: str | None = setting(None, "run name; the directory is <dir>/<timestamp>-<name>")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# ``model=smollm2-135m`` is shorthand for ``model.name=smollm2-135m``; same for method.
+SHORTHAND_SECTIONS = {"model": "name", "method": "name"}

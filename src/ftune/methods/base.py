@@ -1,0 +1,118 @@
+"""The interface every adaptation technique implements, and the registry that holds them.
+
+A technique is one small module: it declares its options (a dataclass), what it can do
+(``Capabilities``), and how it makes a model trainable (``apply``) and reloadable (``save`` /
+``load``). Importing a method module must stay cheap: torch and peft are imported inside
+the functions that need them, so the CLI can validate a config in milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ftune.models.task import TaskModel
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a technique supports; checked against the config before any model loads."""
+
+    mergeable: bool = False  # can be folded into the base weights for shipping
+    generation: bool = True  # works with causal-LM generation
+    classification: bool = True  # works with a classification head
+    quantized_base: bool = False  # trains on top of a quantized base model
+
+
+@dataclass
+class NoOptions:
+    """This technique has no options."""
+
+
+class Method:
+    """Base class: subclasses set ``name``, ``Options``, ``capabilities`` and implement ``apply``."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    default_learning_rate: ClassVar[float] = 5e-5
+    # True when save() writes only an adapter that needs the base model to load.
+    saves_adapter: ClassVar[bool] = False
+
+    def __init__(self, options: Any | None = None):
+        self.options = options if options is not None else self.Options()
+
+    def apply(self, model: nn.Module, task: TaskModel) -> nn.Module:
+        """Make only this technique's parameters trainable; return the model to train."""
+        raise NotImplementedError
+
+    def check(self, task: TaskModel) -> list[str]:
+        """Problems with these options for this model (e.g. more layers than it has)."""
+        return []
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> list[str]:
+        """Problems with the option values alone, found before any model loads."""
+        return []
+
+    def load(self, directory: Path, base_loader: Any) -> nn.Module:
+        """Rebuild the trained model from ``directory``.
+
+        Full-model techniques load the saved model; adapter techniques call ``base_loader()``
+        for the base model and put the adapter on it.
+        """
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(directory)
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        """Write what must be shipped (safetensors) into ``directory``."""
+        model.save_pretrained(directory, safe_serialization=True)
+
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def register_method(name: str):
+    """Class decorator: add a technique to the registry under ``name``."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if not _NAME_PATTERN.match(name):
+            raise ValueError(f"method name {name!r} must be lowercase letters, digits, - or _")
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name].__module__}")
+        if not dataclasses.is_dataclass(cls.Options):
+            raise TypeError(f"{cls.__name__}.Options must be a dataclass")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def method_names() -> list[str]:
+    _import_builtin_methods()
+    return sorted(_REGISTRY)
+
+
+def get_method_class(name: str) -> type[Method]:
+    _import_builtin_methods()
+    return _REGISTRY[name]
+
+
+def build_method(name: str, options: dict[str, Any] | None = None) -> Method:
+    cls = get_method_class(name)
+    return cls(cls.Options(**(options or {})))
+
+
+def _import_builtin_methods() -> None:
+    # Importing the package runs every @register_method in it.
+    import ftune.methods  # noqa: F401

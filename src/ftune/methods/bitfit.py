@@ -1,0 +1,25 @@
+"""BitFit: train only the bias terms and the task head (Ben Zaken et al., 2021)."""
+
+from __future__ import annotations
+
+from ftune.methods.base import Capabilities, Method, register_method
+
+
+@register_method("bitfit")
+class BitFit(Method):
+    """Train only bias terms (+ the task head). Tiny, mergeable, surprisingly strong on encoders."""
+
+    capabilities = Capabilities(mergeable=True, generation=True, classification=True)
+    default_learning_rate = 1e-3
+
+    def check(self, task):
+        biases = [n for n, _ in task.model.named_parameters() if n.endswith(".bias") and not task.is_head(n)]
+        if not biases:
+            return ["method.name = 'bitfit': this model has no bias terms outside the head "
+                    "(e.g. Llama-style models), so BitFit would train only the head; use lora or freeze"]
+        return []
+
+    def apply(self, model, task):
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name.endswith(".bias") or task.is_head(name)
+        return model

@@ -1,0 +1,18 @@
+"""Full fine-tuning: every parameter trains."""
+
+from __future__ import annotations
+
+from ftune.methods.base import Capabilities, Method, register_method
+
+
+@register_method("full")
+class Full(Method):
+    """Train every weight of the model. The reference point for all other techniques."""
+
+    capabilities = Capabilities(mergeable=True, generation=True, classification=True)
+    default_learning_rate = 5e-5
+
+    def apply(self, model, task):
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+        return model

@@ -1,0 +1,126 @@
+"""Trainer callbacks: progress with an ETA, the step log, the time budget, best-model keeping."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ftune.train.run_dir import RunDir
+from ftune.train.schedule import ProgressSchedule
+
+
+class ProgressBar(TrainerCallback):
+    """One tqdm bar over optimizer steps; with a time budget its total follows the clock."""
+
+    def __init__(self, schedule: ProgressSchedule):
+        self.schedule = schedule
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        # smoothing=0: the ETA uses the average rate, steady across batches of mixed length
+        self.bar = tqdm(total=state.max_steps, unit="step", desc="training", dynamic_ncols=True, smoothing=0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is None:
+            return
+        budget = self.schedule.budget_seconds
+        if budget and state.global_step:
+            by_time = math.ceil(state.global_step * budget / max(self.schedule.elapsed(), 1e-6))
+            self.bar.total = max(state.global_step, min(state.max_steps, by_time))
+        self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", epoch=f"{state.epoch:.2f}", refresh=False)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.bar is not None and metrics:
+            shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in ("eval_accuracy", "eval_f1", "eval_loss")}
+            self.bar.write(f"  step {state.global_step}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.total = self.bar.n
+            self.bar.refresh()
+            self.bar.close()
+
+
+class StepLog(TrainerCallback):
+    """Append every logged value (loss, learning rate, eval metrics) to ``log.jsonl``."""
+
+    def __init__(self, run: RunDir, schedule: ProgressSchedule):
+        self.run = run
+        self.schedule = schedule
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                      "seconds": round(self.schedule.elapsed(), 2)}
+            record.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str))})
+            self.run.append_log(record)
+
+
+class StopAndEvaluate(TrainerCallback):
+    """Stop when the time budget is spent, and evaluate at the last step whatever ended it,
+    so the final weights always take part in best-model selection."""
+
+    def __init__(self, schedule: ProgressSchedule):
+        self.schedule = schedule
+        self.stopped_by_time = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.schedule.start_clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.schedule.time_is_up():
+            self.stopped_by_time = True
+            control.should_training_stop = True
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            control.should_evaluate = True
+        return control
+
+
+class KeepBest(TrainerCallback):
+    """Keep the best trainable weights in memory (no checkpoint files), restore them at the
+    end, and stop early after ``patience`` evaluations without improvement."""
+
+    def __init__(self, metric: str, patience: int | None):
+        self.metric = f"eval_{metric}"
+        self.patience = patience
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.best_state: dict[str, Any] | None = None
+        self.evaluations_without_gain = 0
+        self.model = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.model = model
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get(self.metric)
+        if value is None or self.model is None:
+            return
+        if self.best_value is None or value > self.best_value:
+            self.best_value, self.best_step = value, state.global_step
+            self.best_state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+            self.evaluations_without_gain = 0
+        else:
+            self.evaluations_without_gain += 1
+            if self.patience and self.evaluations_without_gain >= self.patience:
+                control.should_training_stop = True
+        return control
+
+    def restore_best(self) -> None:
+        if self.best_state is None or self.model is None:
+            return
+        import torch
+
+        with torch.no_grad():
+            for name, parameter in self.model.named_parameters():
+                if name in self.best_state:
+                    parameter.copy_(self.best_state[name])

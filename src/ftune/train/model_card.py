@@ -1,0 +1,64 @@
+"""A short model card (README.md) in every run directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftune.config import Config
+from ftune.eval.baselines import BASELINE_TITLES
+
+
+def results_rows(split_metrics: dict[str, Any], model_title: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = [(model_title, split_metrics["model"])]
+    rows += [(BASELINE_TITLES.get(k, k), v) for k, v in split_metrics.items() if k != "model"]
+    return rows
+
+
+def results_table(split_metrics: dict[str, Any], model_title: str, markdown: bool = False) -> str:
+    """Accuracy / macro-F1 / loss for the model and each baseline, as text or markdown."""
+    rows = results_rows(split_metrics, model_title)
+    if markdown:
+        lines = ["| | accuracy | macro-F1 | precision | recall |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {m['accuracy']:.4f} | {m['f1']:.4f} | {m['precision']:.4f} | {m['recall']:.4f} |"
+                  for name, m in rows]
+        return "\n".join(lines)
+    width = max(len(name) for name, _ in rows) + 2
+    lines = [" " * width + f"{'accuracy':>10}{'macro-F1':>10}{'loss':>9}"]
+    for name, m in rows:
+        loss = f"{m['loss']:.4f}" if m.get("loss") is not None else "-"
+        lines.append(f"{name:<{width}}{m['accuracy']:>10.4f}{m['f1']:>10.4f}{loss:>9}")
+    return "\n".join(lines)
+
+
+def write_model_card(run, config: Config, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
+    training = metrics["training"]
+    title = f"{config.model.name} + {config.method.name}"
+    files = "\n".join(f"- {f['role']}: `{f['path']}` (sha256 `{f['sha256'][:12]}…`, {f['used_rows']:,} rows used, "
+                      f"{f['bad_rows']} bad rows skipped)" for f in manifest["files"])
+    sections = [
+        f"# {title}: text classifier trained with ftune",
+        f"Labels: {', '.join(manifest['labels'])}.",
+        "## How it was trained",
+        f"- base model: `{config.model.name}`; technique: `{config.method.name}` "
+        f"({training['trainable_parameters']:,} of {training['total_parameters']:,} parameters trained, "
+        f"{training['trainable_share']:.2%})",
+        f"- {training['optimizer_steps']} optimizer steps ({training['epochs']} epochs) in {training['seconds']} s "
+        f"on {training['device']} ({training['precision']}); seed {config.train.seed}",
+        "- full settings: `config.yaml`; data: `data.json`; step log: `log.jsonl`",
+        "## Data", files,
+        f"Split: {manifest['split']['train']:,} train / {manifest['split']['validation']:,} validation "
+        f"({manifest['split']['validation_from']}).",
+    ]
+    for split_name, split_metrics in metrics.items():
+        if split_name == "training":
+            continue
+        sections += [f"## Results on the {split_name} split ({split_metrics['model']['n']:,} rows)",
+                     results_table(split_metrics, title, markdown=True)]
+    sections += [
+        "## Use",
+        f"```\nftune predict {run.path} \"some text\"\nftune eval {run.path} --data labeled.csv\n```",
+        "## Limitations",
+        "Measured only on the split above, which comes from the same source as the training data; "
+        "expect lower accuracy on text unlike it. The baselines show what a cheap model already achieves.",
+    ]
+    run.write_text("README.md", "\n\n".join(sections) + "\n")

@@ -1,0 +1,84 @@
+"""The run directory: everything a run leaves behind, written so a crash never leaves a
+half-written model that would load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MODEL_DIR = "model"
+MODEL_INFO = "ftune-model.json"
+
+
+class RunDir:
+    """``<parent>/<timestamp>-<name>/`` with atomic writers for each artefact."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, parent: str | Path, name: str) -> "RunDir":
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+        base = Path(parent) / f"{stamp}-{safe}"
+        path, n = base, 1
+        while path.exists():  # two runs in the same second
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        path.mkdir(parents=True)
+        return cls(path)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+        return target
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return self.write_text(name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    def append_log(self, record: dict[str, Any]) -> None:
+        with open(self.path / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def staging_model_dir(self) -> Path:
+        """A fresh directory to save the model into; ``publish_model`` makes it visible."""
+        staging = self.path / f".{MODEL_DIR}.partial"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+        return staging
+
+    def publish_model(self, staging: Path, info: dict[str, Any]) -> Path:
+        # The info file is what marks a model dir as loadable, so it is written last, then
+        # the whole directory appears under its final name in one rename.
+        (staging / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        if self.model_dir.exists():
+            shutil.rmtree(self.model_dir)
+        os.replace(staging, self.model_dir)
+        return self.model_dir
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def directory_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
