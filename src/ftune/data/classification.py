@@ -355,3 +355,34 @@ def _detect_text(table: Table, keys: list[Column], label: Column) -> list[Column
     else:
         reason = "every column other than the label is empty or numeric"
     raise _ambiguous(table, keys, "text", reason, "data.text_columns")
+
+
+def load_texts(
+    path: str | Path,
+    *,
+    text_columns: list[Column] | Column | None = None,
+    header: bool | None = None,
+    delimiter: str | None = None,
+    text_separator: str = "\n",
+) -> tuple[list[str], list[BadRow]]:
+    """The texts of every row of a file (labels, if any, ignored), for prediction.
+
+    Rows whose text is empty are returned as bad rows instead of texts.
+    """
+    table = read_table(path, delimiter=delimiter, header=header)
+    if not table.records:
+        raise _no_rows_error(str(path), table.total_rows, table.bad_rows)
+    keys = _column_keys(table)
+    given = [text_columns] if isinstance(text_columns, (str, int)) else text_columns
+    text_keys = [_resolve(table, keys, c, "data.text_columns") for c in given or []]
+    if not text_keys:
+        text_keys = _detect_text(table, keys, label=None)
+    texts, bad_rows = [], list(table.bad_rows)
+    for record in table.records:
+        parts = [_as_text(_cell(record, key), "text")[0] for key in text_keys]
+        parts = [p for p in parts if p]
+        if parts:
+            texts.append(text_separator.join(parts))
+        else:
+            bad_rows.append(BadRow(str(path), record.line, "empty text"))
+    return texts, sorted(bad_rows, key=lambda b: b.line)

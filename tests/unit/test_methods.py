@@ -1,0 +1,127 @@
+"""The technique matrix: every registered method on tiny random encoder and decoder models.
+
+A method added to the registry joins this matrix with no edit here: the generic invariants
+(head trains, every trainable parameter moves, save -> load reproduces outputs) apply to all;
+``EXPECTED_TRAINABLE`` pins which parameters each known technique may train.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ftune.methods import build_method, method_names
+from ftune.models.load import load_classifier
+
+LABELS = ["negative", "positive"]
+
+
+def _block_index(name: str) -> int | None:
+    for part_a, part_b in zip(name.split(".")[:-1], name.split(".")[1:]):
+        if part_a in ("layer", "layers") and part_b.isdigit():
+            return int(part_b)
+    return None
+
+
+EXPECTED_TRAINABLE = {
+    "full": lambda name, task: True,
+    "bitfit": lambda name, task: name.endswith(".bias") or task.is_head(name),
+    # freeze (default layers=2, tiny models have 2 blocks): both blocks, final norm / pooler, head
+    "freeze": lambda name, task: "embed" not in name,
+    "lora": lambda name, task: "lora_" in name or "modules_to_save" in name,
+}
+
+
+def _task(model_dir):
+    torch.manual_seed(0)
+    return load_classifier(str(model_dir), LABELS)
+
+
+def _batch(task):
+    texts = ["a warm and funny film", "the plot goes nowhere", "smart tender and beautifully shot", "loud long"]
+    batch = task.tokenizer(texts, padding=True, return_tensors="pt")
+    batch["labels"] = torch.tensor([1, 0, 1, 0])
+    return batch
+
+
+def _applicable(name, task):
+    method = build_method(name)
+    return method, method.check(task)
+
+
+@pytest.fixture(params=["tiny_bert_dir", "tiny_llama_dir"])
+def model_dir(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_only_intended_parameters_train_and_all_of_them_move(name, model_dir):
+    task = _task(model_dir)
+    method, problems = _applicable(name, task)
+    if problems:
+        assert name == "bitfit" and "no bias terms" in problems[0]  # Llama has no biases
+        pytest.skip(problems[0])
+    model = method.apply(task.model, task)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable, "nothing trains"
+    assert any(task.is_head(n.replace("base_model.model.", "").replace(".modules_to_save.default", "")
+                            .replace(".original_module", "")) for n in trainable), "the head must train"
+    if name in EXPECTED_TRAINABLE:
+        wrong = [n for n, p in model.named_parameters() if p.requires_grad != EXPECTED_TRAINABLE[name](n, task)]
+        assert not wrong, f"{name}: unexpected trainability of {wrong[:5]}"
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
+    model.train()
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(**_batch(task)).loss.backward()
+        optimizer.step()
+    unchanged = [n for n, p in trainable.items() if torch.equal(p.detach(), before[n])]
+    assert not unchanged, f"{name}: trainable parameters that did not move: {unchanged[:5]}"
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_save_then_load_reproduces_outputs(name, model_dir, tmp_path):
+    task = _task(model_dir)
+    method, problems = _applicable(name, task)
+    if problems:
+        pytest.skip(problems[0])
+    model = method.apply(task.model, task)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    model(**_batch(task)).loss.backward()
+    optimizer.step()
+    model.eval()
+    batch = {k: v for k, v in _batch(task).items() if k != "labels"}
+    with torch.no_grad():
+        expected = model(**batch).logits
+    method.save(model, tmp_path)
+    reloaded = method.load(tmp_path, lambda: load_classifier(str(model_dir), LABELS).model)
+    reloaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, expected)
+
+
+def test_freeze_trains_only_the_top_blocks(tiny_bert_dir):
+    task = _task(tiny_bert_dir)
+    method = build_method("freeze", {"layers": 1})
+    model = method.apply(task.model, task)
+    for name, parameter in model.named_parameters():
+        block = _block_index(name)
+        if block is not None:
+            assert parameter.requires_grad == (block == 1), name
+        elif "embed" in name:
+            assert not parameter.requires_grad, name
+    assert build_method("freeze", {"layers": 5}).check(task) == [
+        "method.layers = 5: the model has only 2 transformer blocks"]
+
+
+def test_lora_presets_pick_attention_or_all_linear(tiny_llama_dir):
+    task = _task(tiny_llama_dir)
+    attention = build_method("lora").target_layers(task)
+    everything = build_method("lora", {"target_modules": "all-linear"}).target_layers(task)
+    assert attention and all("self_attn" in n for n in attention)
+    assert set(attention) < set(everything) and any("mlp" in n for n in everything)
+    assert build_method("lora", {"target_modules": ["q_proj", "v_proj"]}).target_layers(task) == [
+        n for n in attention if n.endswith(("q_proj", "v_proj"))]
+    assert "matches no linear layer" in build_method("lora", {"target_modules": ["nope"]}).check(task)[0]
