@@ -54,6 +54,10 @@ def test_yaml_then_overrides_with_shorthand_and_types(tmp_path):
     assert config.data.label_column == 0
 
 
+def test_exponent_without_a_dot_is_a_number():
+    assert load_config(None, ["train.learning_rate=1e-4"]).train.learning_rate == 1e-4
+
+
 def test_single_text_column_becomes_a_list():
     assert load_config(None, ["data.text_columns=review"]).data.text_columns == ["review"]
 

@@ -216,7 +216,10 @@ def coerce(value: Any, expected: Any) -> tuple[Any, str | None]:
             if type(None) in args:
                 return None, None
         errors = []
-        for arg in (a for a in args if a is not type(None)):
+        # Prefer the member the value already is (0 stays an int in ``str | int``).
+        members = sorted((a for a in args if a is not type(None)),
+                         key=lambda a: not (isinstance(a, type) and type(value) is a))
+        for arg in members:
             result, error = coerce(value, arg)
             if error is None:
                 return result, None
@@ -245,6 +248,11 @@ def coerce(value: Any, expected: Any) -> tuple[Any, str | None]:
     if expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value), None
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value), None
+            except ValueError:
+                pass
         return None, "must be a number"
     if expected is str:
         if isinstance(value, str):

@@ -37,6 +37,7 @@ class DataConfig:
     labels: list[str] | None = setting(None, "allowed labels; rows with other labels are reported and skipped")
     validation_fraction: float = setting(0.1, "share of the training file held out for validation when no validation file is given")
     max_rows: int | None = setting(None, "use a seeded stratified sample of at most this many training rows")
+    drop_overlap: bool = setting(True, "split: drop held-out rows whose words occur inside a training row and training rows inside a held-out row (duplicates, sub-phrases)")
     max_bad_fraction: float = setting(0.05, "stop when more than this share of a file's rows is bad")
 
 

@@ -73,12 +73,17 @@ def build_classification_data(data: DataConfig, seed: int) -> ClassificationData
     else:
         train_idx, validation_idx = stratified_split(train_labels, data.validation_fraction, seed)
         texts = [train.texts[i] for i in indices]
+        if data.drop_overlap:
+            train_idx, validation_idx = _drop_overlap(texts, train_idx, validation_idx, notices)
         train_split = _encode([texts[i] for i in train_idx], [train_labels[i] for i in train_idx], label_names)
         validation_split = _encode([texts[i] for i in validation_idx], [train_labels[i] for i in validation_idx], label_names)
     test_split = None
     if data.test:
         test = load(Path(data.test), "test", label_names)
         test_split = _encode(test.texts, test.labels, label_names)
+    for role, split in (("validation", validation_split if data.validation else None), ("test", test_split)):
+        if split is not None:
+            _report_overlap(role, train_split.texts, split.texts, notices)
 
     counts, warning = class_balance_report([label_names[i] for i in train_split.label_ids])
     if warning:
@@ -92,6 +97,33 @@ def build_classification_data(data: DataConfig, seed: int) -> ClassificationData
                   "validation_from": "file" if data.validation else f"stratified {data.validation_fraction:.0%} of train, seed {seed}"},
     }
     return ClassificationData(label_names, train_split, validation_split, test_split, manifest, notices)
+
+
+def _drop_overlap(texts: list[str], train_idx: list[int], validation_idx: list[int],
+                  notices: list[str]) -> tuple[list[int], list[int]]:
+    from ftune.data.overlap import separate_splits
+
+    kept_train, kept_validation = separate_splits([texts[i] for i in train_idx], [texts[i] for i in validation_idx])
+    dropped_validation = len(validation_idx) - len(kept_validation)
+    dropped_train = len(train_idx) - len(kept_train)
+    if not kept_validation:
+        raise DataError("every validation row also occurs inside a training row; give a separate "
+                        "data.validation file or set data.drop_overlap=false")
+    if dropped_validation or dropped_train:
+        notices.append(
+            f"held-out split kept honest (data.drop_overlap): {dropped_validation:,} of {len(validation_idx):,} "
+            f"validation rows dropped (their text occurs inside a training row) and {dropped_train:,} training "
+            f"rows dropped (they occur inside a validation row)")
+    return [train_idx[i] for i in kept_train], [validation_idx[i] for i in kept_validation]
+
+
+def _report_overlap(role: str, train_texts: list[str], held_out: list[str], notices: list[str]) -> None:
+    from ftune.data.overlap import rows_contained_in
+
+    leaked = rows_contained_in(held_out, train_texts)
+    if leaked:
+        notices.append(f"warning: {len(leaked):,} of {len(held_out):,} {role} rows occur inside training rows "
+                       f"(duplicates or sub-phrases): the {role} score will flatter the model and the baselines")
 
 
 def _sorted_labels(labels: list[str]) -> list[str]:

@@ -41,9 +41,10 @@ def train_classifier(config: Config, echo=print) -> ClassificationRun:
 
     trainer, task, state = _build_trainer(config, method, data, run, echo)
     started = time.monotonic()
-    trainer.train()
+    interrupted = _train_until_done_or_interrupted(trainer, echo)
     train_seconds = time.monotonic() - started
     state["keep_best"].restore_best()
+    _remove_if_empty(Path(trainer.args.output_dir))
 
     metrics = _evaluate_all(config, trainer.model, task.tokenizer, data, echo)
     metrics["training"] = {
@@ -55,6 +56,7 @@ def train_classifier(config: Config, echo=print) -> ClassificationRun:
         "examples_per_second": round(trainer.state.global_step * config.train.batch_size
                                      * config.train.gradient_accumulation_steps / max(train_seconds, 1e-9), 2),
         "stopped_by_time_budget": state["stop"].stopped_by_time,
+        "interrupted": interrupted,
         "best_step": state["keep_best"].best_step,
         "device": state["plan"].device, "precision": state["plan"].precision,
     }
@@ -65,6 +67,21 @@ def train_classifier(config: Config, echo=print) -> ClassificationRun:
 
     write_model_card(run, config, data.manifest, metrics)
     return ClassificationRun(run.path, metrics)
+
+
+def _train_until_done_or_interrupted(trainer, echo) -> bool:
+    """Train; a first Ctrl-C ends training early but still evaluates and saves the model."""
+    try:
+        trainer.train()
+        return False
+    except KeyboardInterrupt:
+        echo("\nftune: interrupted: evaluating and saving the model as it is (Ctrl-C again to abort)")
+        return True
+
+
+def _remove_if_empty(directory: Path) -> None:
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
 
 
 def default_run_name(config: Config) -> str:

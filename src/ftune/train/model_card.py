@@ -41,9 +41,9 @@ def write_model_card(run, config: Config, manifest: dict[str, Any], metrics: dic
         "## How it was trained",
         f"- base model: `{config.model.name}`; technique: `{config.method.name}` "
         f"({training['trainable_parameters']:,} of {training['total_parameters']:,} parameters trained, "
-        f"{training['trainable_share']:.2%})",
+        f"{training['trainable_share']:.2%})\n"
         f"- {training['optimizer_steps']} optimizer steps ({training['epochs']} epochs) in {training['seconds']} s "
-        f"on {training['device']} ({training['precision']}); seed {config.train.seed}",
+        f"on {training['device']} ({training['precision']}); seed {config.train.seed}\n"
         "- full settings: `config.yaml`; data: `data.json`; step log: `log.jsonl`",
         "## Data", files,
         f"Split: {manifest['split']['train']:,} train / {manifest['split']['validation']:,} validation "

@@ -44,6 +44,7 @@ class RunDir:
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; these are ordinary files
         os.replace(tmp, target)
         return target
 
@@ -70,6 +71,12 @@ class RunDir:
             shutil.rmtree(self.model_dir)
         os.replace(staging, self.model_dir)
         return self.model_dir
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def file_sha256(path: str | Path) -> str:

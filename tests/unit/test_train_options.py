@@ -1,0 +1,76 @@
+"""Training options on a tiny random encoder, through the library API (no subprocess)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftune.config import load_config
+from ftune.train.classify import train_classifier
+from tests.conftest import FIXTURES
+
+QUIET = dict(echo=lambda *a, **k: None)
+
+
+def run(tmp_path, tiny_bert_dir, *overrides):
+    config = load_config(None, [f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
+                                f"run.dir={tmp_path / 'runs'}", "train.batch_size=4", "model.max_length=32",
+                                "train.eval_batch_size=16", *overrides])
+    return train_classifier(config, **QUIET)
+
+
+def test_max_steps_and_gradient_accumulation(tmp_path, tiny_bert_dir):
+    result = run(tmp_path, tiny_bert_dir, "train.max_steps=3", "train.gradient_accumulation_steps=2")
+    training = result.metrics["training"]
+    assert training["optimizer_steps"] == 3
+    assert training["epochs"] == pytest.approx(3 * 8 / 36, abs=0.01)  # 3 steps x 8 rows of 36
+
+
+def test_epochs_give_the_expected_step_count_and_an_eval_per_epoch(tmp_path, tiny_bert_dir):
+    result = run(tmp_path, tiny_bert_dir, "train.epochs=2")
+    assert result.metrics["training"]["optimizer_steps"] == 2 * 9  # 36 rows / batch 4
+    log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "eval_accuracy" in r] == [9, 18]
+
+
+def test_early_stopping_ends_training_when_the_metric_stalls(tmp_path, tiny_bert_dir):
+    # A learning rate this small cannot change the accuracy: the second evaluation brings no gain.
+    result = run(tmp_path, tiny_bert_dir, "train.epochs=10", "train.learning_rate=1e-12",
+                 "train.early_stopping_patience=1")
+    assert result.metrics["training"]["optimizer_steps"] == 2 * 9
+
+
+def test_test_file_is_evaluated_with_baselines(tmp_path, tiny_bert_dir):
+    result = run(tmp_path, tiny_bert_dir, "train.max_steps=2", f"data.test={FIXTURES / 'reviews.jsonl'}",
+                 "eval.baseline_model=random_forest")
+    assert result.metrics["test"]["model"]["n"] == 40
+    assert set(result.metrics["test"]) == {"model", "majority", "tfidf_random_forest"}
+
+
+def test_validation_file_replaces_the_split(tmp_path, tiny_bert_dir):
+    result = run(tmp_path, tiny_bert_dir, "train.max_steps=2", f"data.validation={FIXTURES / 'reviews.tsv'}")
+    assert result.metrics["validation"]["model"]["n"] == 40
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_gradient_checkpointing_still_trains(tmp_path, tiny_bert_dir, method):
+    import torch
+
+    from ftune.eval.classifier import load_run_classifier
+    from ftune.models.load import load_classifier
+
+    torch.manual_seed(0)
+    result = run(tmp_path, tiny_bert_dir, f"method={method}", "train.max_steps=3",
+                 "train.gradient_checkpointing=true", "train.learning_rate=0.01")
+    trained = load_run_classifier(result.run_dir).model
+    base = load_classifier(str(tiny_bert_dir), ["negative", "positive"]).model
+    base_weights = dict(base.named_parameters())
+    moved = [n for n, p in trained.named_parameters()
+             if "encoder" in n and "lora_" not in n and n.replace("base_model.model.", "") in base_weights
+             and not torch.equal(p, base_weights[n.replace("base_model.model.", "")])]
+    if method == "full":
+        assert moved, "no encoder weight changed under gradient checkpointing"
+    else:
+        lora = [p for n, p in trained.named_parameters() if "lora_B" in n]
+        assert lora and any(p.abs().sum() > 0 for p in lora), "LoRA B matrices stayed zero"
