@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _fixture_words() -> list[str]:
     words: set[str] = set()
-    for path in FIXTURES.glob("*.csv"):
+    for path in [*FIXTURES.rglob("*.csv"), *FIXTURES.rglob("*.jsonl")]:
         words.update(re.findall(r"[a-z0-9']+|[^\sa-z0-9]", path.read_text(encoding="utf-8", errors="ignore").lower()))
     return sorted(words)
 
@@ -55,13 +55,14 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     directory = tmp_path_factory.mktemp("tiny-llama")
-    specials = ["<unk>", "<s>", "</s>"]
+    specials = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
     vocab = {token: i for i, token in enumerate(specials + _fixture_words())}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     from tokenizers import normalizers
 
     backend.normalizer = normalizers.Lowercase()
+    backend.add_special_tokens(specials)  # matched whole, before the pre-tokenizer splits text
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     tokenizer.save_pretrained(directory)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

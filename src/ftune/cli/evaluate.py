@@ -1,9 +1,13 @@
-"""Evaluate a saved run on a labeled file (same formats as training). The run's column
-settings apply unless overridden with data.* settings.
+"""Evaluate a saved run, or a base model, on a file.
+
+A classifier run reports accuracy, macro-F1, precision, recall and loss on a labeled file (the
+run's column settings apply unless overridden with data.* settings). A generative run or a
+base model reports loss and perplexity on the response tokens of SFT data.
 
 examples:
   ftune eval runs/20261125-120000-minilm-l6-lora --data reviews_test.csv
   ftune eval RUN_DIR --data news.csv data.label_column=0 data.text_columns=[1,2] --json
+  ftune eval smollm2-135m --data alpaca_heldout.jsonl --json
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ HELP = "evaluate a saved run on a labeled file"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="a run directory written by `ftune train`")
+    parser.add_argument("run_dir", metavar="RUN_DIR|MODEL",
+                        help="a run directory written by `ftune train`, or a model (generative data)")
     parser.add_argument("--data", required=True, help="labeled file (csv, tsv, json, jsonl, .gz)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -23,8 +28,18 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from ftune.eval.run_eval import evaluate_run_on_file
+    from ftune.eval.run_eval import evaluate_generative, evaluate_run_on_file, is_classification_run
 
+    if not is_classification_run(args.run_dir):
+        data_format = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data.format=")), "auto")
+        scores = evaluate_generative(args.run_dir, args.data, data_format=data_format)
+        if args.json:
+            print(json.dumps(scores))
+        else:
+            print(f"{args.data}: {scores['n']:,} {scores['format']} examples, {scores['tokens']:,} response tokens "
+                  f"(template {scores['template']})")
+            print(f"  loss        {scores['loss']:.4f}\n  perplexity  {scores['perplexity']:.2f}")
+        return 0
     metrics = evaluate_run_on_file(args.run_dir, args.data, args.overrides, batch_size=args.batch_size)
     if args.json:
         keys = ("accuracy", "f1", "precision", "recall", "loss", "n")

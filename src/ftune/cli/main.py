@@ -11,6 +11,9 @@ COMMANDS = {
     "train": "ftune.cli.train",
     "eval": "ftune.cli.evaluate",
     "predict": "ftune.cli.predict",
+    "generate": "ftune.cli.generate",
+    "chat": "ftune.cli.chat",
+    "data": "ftune.cli.data",
     "config": "ftune.cli.config",
 }
 

@@ -1,10 +1,12 @@
 """Fine-tune a model. With no arguments: the built-in MiniLM encoder with LoRA on ftune's demo
-sentiment data.
+sentiment data. The objective follows the data: labeled rows -> classification; instructions,
+chats, prompt/completion pairs or plain text -> SFT (objective=sft).
 
 examples:
   ftune train
   ftune train configs/sst2-minilm-lora.yaml train.max_minutes=10
   ftune train model=smollm2-135m method=lora method.r=16 data.train=reviews.csv
+  ftune train model=smollm2-135m data.train=alpaca.jsonl train.max_minutes=20
 """
 
 from __future__ import annotations
@@ -20,10 +22,21 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ftune.cli.main import split_config_and_overrides
     from ftune.config import load_config
+    from ftune.train.objective import resolve_objective
 
     path, overrides = split_config_and_overrides(args.settings)
     config = load_config(path, overrides)  # every config problem surfaces here, before any import of torch
+    objective = resolve_objective(config)
+    if objective == "classification":
+        return _classification(config)
+    if objective == "sft":
+        return _sft(config)
+    from ftune.errors import FtuneError
 
+    raise FtuneError(f"objective={objective} is not available in this version of ftune yet")
+
+
+def _classification(config) -> int:
     from ftune.train.classify import train_classifier
     from ftune.train.model_card import results_table
 
@@ -32,8 +45,27 @@ def run(args) -> int:
         if split in result.metrics:
             print(f"\n{split} split ({result.metrics[split]['model']['n']:,} rows):")
             print(results_table(result.metrics[split], f"{config.model.name} + {config.method.name}"))
-    training = result.metrics["training"]
-    print(f"\ntrained {training['trainable_parameters']:,} parameters ({training['trainable_share']:.2%}) "
-          f"for {training['optimizer_steps']} steps in {training['seconds']:.0f} s")
-    print(f"saved run: {result.run_dir}")
+    _summary(result)
     return 0
+
+
+def _sft(config) -> int:
+    from ftune.train.sft import train_sft
+
+    result = train_sft(config)
+    before, after = result.metrics["validation"]["before"], result.metrics["validation"]["after"]
+    print(f"\nvalidation ({after['n']:,} examples, {after['tokens']:,} response tokens):")
+    print(f"{'':<22}{'loss':>9}{'perplexity':>12}{'samples ending with EOS':>26}")
+    for name, scores in (("base model (before)", before), ("fine-tuned (after)", after)):
+        eos = f"{scores.get('samples_ended_with_eos', 0)} / {scores.get('samples', 0)}"
+        print(f"{name:<22}{scores['loss']:>9.4f}{scores['perplexity']:>12.2f}{eos:>26}")
+    _summary(result)
+    return 0
+
+
+def _summary(result) -> None:
+    training = result.metrics["training"]
+    rate = f", {training['tokens_per_second']:.0f} real tokens/s" if training.get("tokens_per_second") else ""
+    print(f"\ntrained {training['trainable_parameters']:,} parameters ({training['trainable_share']:.2%}) "
+          f"for {training['optimizer_steps']} steps in {training['seconds']:.0f} s{rate}")
+    print(f"saved run: {result.run_dir}")

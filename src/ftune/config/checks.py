@@ -45,7 +45,13 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
             f"fp16 training needs a CUDA GPU; on {t.device} use fp32 or bf16")
     require(not (t.precision in ("bf16", "fp16") and t.device == "mps"), "train.precision",
             "mixed precision is not supported on mps here; use fp32")
-    require(m.max_length >= 8, "model.max_length", "must be at least 8 tokens")
+    require(m.max_length is None or m.max_length >= 8, "model.max_length", "must be at least 8 tokens")
+    g = config.generate
+    require(g.max_new_tokens >= 1, "generate.max_new_tokens", "must be at least 1")
+    require(g.temperature >= 0, "generate.temperature", "must be 0 (greedy) or more")
+    require(0 < g.top_p <= 1, "generate.top_p", "must be above 0 and at most 1")
+    require(g.samples >= 0, "generate.samples", "must be 0 or more")
+    require(config.objective.beta > 0, "objective.beta", "must be above 0")
     require(0 < d.validation_fraction < 1, "data.validation_fraction", "must be between 0 and 1")
     require(0 <= d.max_bad_fraction <= 1, "data.max_bad_fraction", "must be between 0 and 1")
     require(d.max_rows is None or d.max_rows >= 2, "data.max_rows", "must be at least 2")

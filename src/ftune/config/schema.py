@@ -20,7 +20,7 @@ def setting(default: Any, help: str, **kwargs: Any) -> Any:
 @dataclass
 class ModelConfig:
     name: str = setting("minilm-l6", "built-in model name (minilm-l6, smollm2-135m) or a local Hugging Face model directory")
-    max_length: int = setting(128, "longest input in tokens; longer texts are truncated")
+    max_length: int | None = setting(None, "longest input in tokens, longer ones are truncated; empty = 128 for classification, 1024 for generative data")
     trust_remote_code: bool = setting(False, "allow a local model directory to run its own Python code")
 
 
@@ -37,6 +37,8 @@ class DataConfig:
     labels: list[str] | None = setting(None, "allowed labels; rows with other labels are reported and skipped")
     validation_fraction: float = setting(0.1, "share of the training file held out for validation when no validation file is given")
     max_rows: int | None = setting(None, "use a seeded stratified sample of at most this many training rows")
+    format: str = setting("auto", "data format: classification, alpaca, chat, prompt_completion, text, preference, hh; auto = detect")
+    template: str = setting("auto", "chat template for generative data: auto (the model's own, else alpaca), chat, chatml, alpaca, plain")
     drop_overlap: bool = setting(True, "split: drop held-out rows whose words occur inside a training row and training rows inside a held-out row (duplicates, sub-phrases)")
     max_bad_fraction: float = setting(0.05, "stop when more than this share of a file's rows is bad")
 
@@ -47,6 +49,20 @@ class MethodConfig:
     # Technique-specific options (e.g. method.r for LoRA) are validated against the
     # technique's own Options dataclass; see ftune.methods.
     options: dict[str, Any] = setting({}, "technique options, set as method.<option>")
+
+
+@dataclass
+class ObjectiveConfig:
+    name: Literal["auto", "classification", "sft", "dpo"] = setting("auto", "training objective; auto = classification for labeled data, sft for instructions/chat/text, dpo for preference pairs")
+    beta: float = setting(0.1, "DPO: strength of the pull towards the reference model")
+
+
+@dataclass
+class GenerateConfig:
+    max_new_tokens: int = setting(256, "longest generated reply in tokens")
+    temperature: float = setting(0.7, "sampling temperature; 0 = greedy")
+    top_p: float = setting(0.9, "nucleus sampling: keep the smallest token set with this probability")
+    samples: int = setting(4, "held-out prompts answered before and after training, saved in the run directory")
 
 
 @dataclass
@@ -88,10 +104,14 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 
-# ``model=smollm2-135m`` is shorthand for ``model.name=smollm2-135m``; same for method.
-SHORTHAND_SECTIONS = {"model": "name", "method": "name"}
+# ``model=smollm2-135m`` is shorthand for ``model.name=smollm2-135m``; same for method, objective.
+SHORTHAND_SECTIONS = {"model": "name", "method": "name", "objective": "name"}
+
+DEFAULT_MAX_LENGTH = {"classification": 128, "sft": 1024, "dpo": 1024}

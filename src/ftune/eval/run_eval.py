@@ -83,3 +83,29 @@ def predict_run(run_dir: str | Path, texts: list[str] | None, path: str | None,
     for text, row in zip(texts, probabilities):
         ranked = sorted(zip(classifier.label_names, row.tolist()), key=lambda pair: -pair[1])
         yield text, ranked
+
+
+def is_classification_run(source: str | Path) -> bool:
+    info_path = Path(source) / "model" / "ftune-model.json"
+    return info_path.is_file() and json.loads(info_path.read_text()).get("task") == "classification"
+
+
+def evaluate_generative(source: str, path: str | Path, *, data_format: str = "auto", max_length: int = 1024,
+                        batch_size: int = 4) -> dict[str, Any]:
+    """Loss and perplexity on the response tokens of SFT data, for a run or a base model."""
+    from ftune.data.collate import PaddedCausalCollator
+    from ftune.data.generative import format_generative_bad_rows, load_generative_file
+    from ftune.eval.generative import response_loss
+    from ftune.eval.generator import load_generator
+    from ftune.train.sft import encode_examples
+
+    examples = load_generative_file(path, format=data_format)
+    if examples.bad_rows:
+        import sys
+
+        print(f"ftune: {format_generative_bad_rows(examples)}", file=sys.stderr)
+    generator = load_generator(source)
+    encoded, truncated = encode_examples(examples.examples, generator.template, generator.tokenizer, max_length)
+    scores = response_loss(generator.model, encoded, PaddedCausalCollator.from_tokenizer(generator.tokenizer),
+                           batch_size=batch_size)
+    return {**scores, "format": examples.format, "template": generator.template.name, "truncated": truncated}

@@ -61,15 +61,16 @@ class Method:
         """Problems with the option values alone, found before any model loads."""
         return []
 
-    def load(self, directory: Path, base_loader: Any) -> nn.Module:
+    def load(self, directory: Path, base_loader: Any, task: str = "classification") -> nn.Module:
         """Rebuild the trained model from ``directory``.
 
         Full-model techniques load the saved model; adapter techniques call ``base_loader()``
         for the base model and put the adapter on it.
         """
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        return AutoModelForSequenceClassification.from_pretrained(directory)
+        auto = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
+        return auto.from_pretrained(directory)
 
     def save(self, model: nn.Module, directory: Path) -> None:
         """Write what must be shipped (safetensors) into ``directory``."""

@@ -64,7 +64,7 @@ class Lora(Method):
         from peft import LoraConfig, TaskType
 
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=TaskType.CAUSAL_LM if task.task == "causal_lm" else TaskType.SEQ_CLS,
             r=self.options.r,
             lora_alpha=self.options.alpha,
             lora_dropout=self.options.dropout,
@@ -80,7 +80,7 @@ class Lora(Method):
     def save(self, model, directory: Path) -> None:
         model.save_pretrained(directory, safe_serialization=True)
 
-    def load(self, directory: Path, base_loader):
+    def load(self, directory: Path, base_loader, task: str = "classification"):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(base_loader(), directory)

@@ -110,3 +110,21 @@ def _modules_of(parameter_names, model) -> list[str]:
     modules = {n.rsplit(".", 1)[0] for n in parameter_names if "." in n}
     known = dict(model.named_modules())
     return sorted(m for m in modules if m in known)
+
+
+def load_causal_lm(name: str, trust_remote_code: bool = False) -> TaskModel:
+    """A causal language model (its own LM head, nothing new) for generative fine-tuning."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    model_dir = resolve_model_dir(name)
+    if model_kind(model_dir) != "decoder":
+        raise FtuneError(f"model {name!r} is an encoder; generative fine-tuning needs a decoder LLM "
+                         "such as smollm2-135m")
+    tokenizer = load_tokenizer(model_dir, trust_remote_code)
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust_remote_code, dtype="float32")
+    finally:
+        hf_logging.enable_progress_bar()
+    return TaskModel(model=model, tokenizer=tokenizer, kind="decoder", head_modules=[], task="causal_lm")

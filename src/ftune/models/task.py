@@ -18,6 +18,7 @@ class TaskModel:
     tokenizer: Any
     kind: str  # "encoder" or "decoder"
     head_modules: list[str] = field(default_factory=list)
+    task: str = "classification"  # or "causal_lm"
 
     def is_head(self, parameter_name: str) -> bool:
         return any(parameter_name == m or parameter_name.startswith(m + ".") for m in self.head_modules)

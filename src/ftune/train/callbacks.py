@@ -89,9 +89,10 @@ class KeepBest(TrainerCallback):
     """Keep the best trainable weights in memory (no checkpoint files), restore them at the
     end, and stop early after ``patience`` evaluations without improvement."""
 
-    def __init__(self, metric: str, patience: int | None):
+    def __init__(self, metric: str, patience: int | None, greater_is_better: bool = True):
         self.metric = f"eval_{metric}"
         self.patience = patience
+        self.sign = 1.0 if greater_is_better else -1.0
         self.best_value: float | None = None
         self.best_step: int | None = None
         self.best_state: dict[str, Any] | None = None
@@ -105,7 +106,7 @@ class KeepBest(TrainerCallback):
         value = (metrics or {}).get(self.metric)
         if value is None or self.model is None:
             return
-        if self.best_value is None or value > self.best_value:
+        if self.best_value is None or self.sign * (value - self.best_value) > 0:
             self.best_value, self.best_step = value, state.global_step
             self.best_state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
             self.evaluations_without_gain = 0

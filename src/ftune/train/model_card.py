@@ -62,3 +62,33 @@ def write_model_card(run, config: Config, manifest: dict[str, Any], metrics: dic
         "expect lower accuracy on text unlike it. The baselines show what a cheap model already achieves.",
     ]
     run.write_text("README.md", "\n\n".join(sections) + "\n")
+
+
+def write_generative_card(run, config: Config, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Model card of a generative (SFT) run: data, template, before vs after."""
+    training, before, after = metrics["training"], metrics["validation"]["before"], metrics["validation"]["after"]
+    files = "\n".join(f"- {f['role']}: `{f['path']}` ({f['format']}, sha256 `{f['sha256'][:12]}…`, "
+                      f"{f['used_rows']:,} rows used, {f['bad_rows']} bad rows skipped)" for f in manifest["files"])
+    rows = ["| | response loss | perplexity | samples ending with EOS |", "|---|---:|---:|---:|"]
+    for name, scores in (("base model (before)", before), ("fine-tuned (after)", after)):
+        eos = f"{scores.get('samples_ended_with_eos', 0)} / {scores.get('samples', 0)}"
+        rows.append(f"| {name} | {scores['loss']:.4f} | {scores['perplexity']:.2f} | {eos} |")
+    sections = [
+        f"# {config.model.name} + {config.method.name}: instruction-tuned with ftune",
+        "## How it was trained",
+        f"- base model: `{config.model.name}`; technique: `{config.method.name}` "
+        f"({training['trainable_parameters']:,} of {training['total_parameters']:,} parameters trained, "
+        f"{training['trainable_share']:.2%})\n"
+        f"- objective: SFT, loss on response tokens and the end-of-turn token only; template `{manifest['template']}`\n"
+        f"- {training['optimizer_steps']} optimizer steps ({training['epochs']} epochs) in {training['seconds']} s, "
+        f"{training['tokens_per_second']} real tokens/s on {training['device']} ({training['precision']})",
+        "## Data", files,
+        f"Split: {manifest['split']['train']:,} train / {manifest['split']['validation']:,} validation "
+        f"({manifest['split']['validation_from']}).",
+        f"## Held-out results ({after['n']:,} examples, {after['tokens']:,} response tokens)",
+        "\n".join(rows),
+        "Generation samples (greedy), before and after: `samples.json`.",
+        "## Use",
+        f"```\nftune generate {run.path} \"Write a haiku about autumn.\"\nftune chat {run.path}\n```",
+    ]
+    run.write_text("README.md", "\n\n".join(sections) + "\n")

@@ -1,0 +1,76 @@
+"""Generative evaluation: loss and perplexity on response tokens, and generation samples."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+
+def response_loss(model, encoded: Sequence, collator, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+    """Token-weighted mean cross-entropy over the trained (response) tokens, and its perplexity.
+
+    ``encoded`` items are dicts with ``input_ids`` and ``labels`` (-100 = not scored).
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress and len(batches) > 4:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="scoring", unit="batch", leave=False)
+    total_loss, total_tokens = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for batch_indices in batches:
+            batch = collator([encoded[i] for i in batch_indices])
+            labels = batch.pop("labels").to(device)
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+            shifted_logits, shifted_labels = logits[:, :-1], labels[:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                shifted_logits.reshape(-1, shifted_logits.size(-1)), shifted_labels.reshape(-1),
+                ignore_index=-100, reduction="sum")
+            total_loss += float(losses)
+            total_tokens += int((shifted_labels != -100).sum())
+    loss = total_loss / max(total_tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens, "n": len(encoded)}
+
+
+def generate_replies(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, temperature: float,
+                     top_p: float, eos_ids: list[int], seed: int = 0, streamer=None) -> list[dict[str, Any]]:
+    """Generate one reply per prompt (token ids), left-padded in one batch.
+
+    Each result says whether the reply ended with an end-of-sequence token or ran into
+    ``max_new_tokens``: a model that never learned to stop runs to the limit.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+        attention[row, width - len(prompt):] = 1
+    sampling = temperature > 0
+    model.eval()
+    with torch.inference_mode():
+        output = model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
+            do_sample=sampling, temperature=temperature if sampling else None, top_p=top_p if sampling else None,
+            top_k=None, eos_token_id=eos_ids, pad_token_id=pad_id, streamer=streamer,
+        )
+    results = []
+    for row in range(len(prompts)):
+        new = output[row, width:].tolist()
+        ended = next((i for i, t in enumerate(new) if t in eos_ids), None)
+        reply_ids = new if ended is None else new[:ended]
+        results.append({
+            "reply": tokenizer.decode(reply_ids, skip_special_tokens=True).strip(),
+            "new_tokens": len(reply_ids) + (0 if ended is None else 1),
+            "ended_with_eos": ended is not None,
+        })
+    return results

@@ -1,0 +1,60 @@
+"""Load something that generates: a finished SFT run, or a base model by name or directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftune.errors import FtuneError
+from ftune.train.run_dir import MODEL_DIR, MODEL_INFO
+
+
+@dataclass
+class Generator:
+    model: Any
+    tokenizer: Any
+    template: Any  # ftune.data.templates.Template
+    source: str
+
+    def reply(self, messages, *, max_new_tokens: int, temperature: float, top_p: float, seed: int = 0,
+              stream: bool = False) -> dict[str, Any]:
+        """Generate the next assistant turn after ``messages`` (a list of Message)."""
+        from ftune.data.masking import encode_prompt
+        from ftune.eval.generative import generate_replies
+        from ftune.train.sft import _stop_ids
+
+        streamer = None
+        if stream:
+            from transformers import TextStreamer
+
+            streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        prompt = encode_prompt(messages, self.template, self.tokenizer)
+        return generate_replies(self.model, self.tokenizer, [prompt], max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_p=top_p, eos_ids=_stop_ids(self.tokenizer),
+                                seed=seed, streamer=streamer)[0]
+
+
+def load_generator(run_or_model: str, template: str | None = None, trust_remote_code: bool = False) -> Generator:
+    """A run directory written by an SFT run, a built-in model name, or a local model directory."""
+    from ftune.data.templates import resolve_template
+    from ftune.methods import build_method
+    from ftune.models.load import load_causal_lm, load_tokenizer
+
+    info_path = Path(run_or_model) / MODEL_DIR / MODEL_INFO
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("task") != "causal_lm":
+            raise FtuneError(f"{run_or_model}: a {info.get('task')} run cannot generate text; "
+                             "use `ftune predict` for classifiers")
+        model_dir = info_path.parent
+        method = build_method(info["method"], info.get("method_options"))
+        model = method.load(model_dir, lambda: load_causal_lm(info["base_model"]).model, task="causal_lm")
+        tokenizer = load_tokenizer(model_dir)
+        chosen = template or info.get("template", "auto")
+    else:
+        task = load_causal_lm(run_or_model, trust_remote_code)
+        model, tokenizer, chosen = task.model, task.tokenizer, template or "auto"
+    model.eval()
+    return Generator(model, tokenizer, resolve_template(chosen, tokenizer), str(run_or_model))

@@ -1,0 +1,146 @@
+"""The one training loop every objective shares: transformers' Trainer plus ftune's callbacks.
+
+An objective (classification, SFT, ...) brings its model, datasets, collator and validation
+metric; everything else (device, seed, schedule, time budget, progress, best-model keeping,
+Ctrl-C handling, the step log) lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ftune.config import Config
+from ftune.errors import FtuneError
+
+
+@dataclass
+class PreparedModel:
+    task: Any  # TaskModel
+    model: Any  # the model to train (after the technique is applied)
+    trainable: int
+    total: int
+    plan: Any  # DevicePlan
+
+
+def prepare_model(config: Config, method, load_task: Callable[[], Any], echo=print) -> PreparedModel:
+    """Seed, pick the device, load the model, apply the technique, report what trains."""
+    import torch
+    from transformers import set_seed
+
+    from ftune.train.device import count_parameters, plan_device
+
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    plan = plan_device(config.train.device, config.train.precision)
+    set_seed(config.train.seed)
+    task = load_task()
+    problems = method.check(task)
+    if problems:
+        raise FtuneError("\n".join(problems))
+    model = method.apply(task.model, task)
+    trainable, total = count_parameters(model)
+    echo(f"ftune: {config.model.name} + {config.method.name}: {trainable:,} of {total:,} parameters train "
+         f"({trainable / total:.2%}); device {plan.device}, {plan.precision}")
+    return PreparedModel(task, model, trainable, total, plan)
+
+
+@dataclass
+class TrainingSession:
+    trainer: Any
+    prepared: PreparedModel
+    stop: Any
+    keep_best: Any
+
+
+def build_trainer(config: Config, method, prepared: PreparedModel, train_set, eval_set, collator, run, *,
+                  metric: str, greater_is_better: bool = True, compute_metrics=None,
+                  eval_batch_size: int | None = None) -> TrainingSession:
+    """A Trainer over ``train_set`` that evaluates ``metric`` on ``eval_set`` each epoch."""
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from ftune.train.callbacks import KeepBest, ProgressBar, StepLog, StopAndEvaluate
+    from ftune.train.schedule import ProgressSchedule
+    from ftune.train.trainer import ScheduledTrainer
+
+    t = config.train
+    steps_per_epoch = math.ceil(len(train_set) / (t.batch_size * t.gradient_accumulation_steps))
+    total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
+    schedule = ProgressSchedule(total_steps, t.warmup_ratio, t.scheduler,
+                                t.max_minutes * 60 if t.max_minutes else None)
+    args = TrainingArguments(
+        output_dir=str(run.path / "trainer"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=eval_batch_size or t.eval_batch_size,
+        # Without metrics to compute, keep only the loss: language-model logits for a whole
+        # validation set would not fit in memory.
+        prediction_loss_only=compute_metrics is None,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate or method.default_learning_rate,
+        weight_decay=t.weight_decay,
+        num_train_epochs=t.epochs,
+        max_steps=total_steps,
+        eval_strategy="steps", eval_steps=max(1, math.ceil(steps_per_epoch / t.evals_per_epoch)),
+        save_strategy="no",  # the best weights are kept in memory by KeepBest
+        logging_steps=max(1, min(50, total_steps // 100)),
+        report_to="none",
+        seed=t.seed, data_seed=t.seed,
+        use_cpu=prepared.plan.device == "cpu",
+        bf16=prepared.plan.precision == "bf16", fp16=prepared.plan.precision == "fp16",
+        activation_checkpointing=t.gradient_checkpointing,
+        train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    stop = StopAndEvaluate(schedule)
+    keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better)
+    trainer = ScheduledTrainer(
+        schedule=schedule, model=prepared.model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+        data_collator=collator, compute_metrics=compute_metrics,
+        callbacks=[stop, keep_best, ProgressBar(schedule), StepLog(run, schedule)],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return TrainingSession(trainer, prepared, stop, keep_best)
+
+
+def run_training(session: TrainingSession, config: Config, echo=print) -> dict[str, Any]:
+    """Train (a first Ctrl-C ends training but keeps the model), restore the best weights,
+    and summarise the run."""
+    trainer = session.trainer
+    started = time.monotonic()
+    interrupted = False
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        interrupted = True
+        echo("\nftune: interrupted: evaluating and saving the model as it is (Ctrl-C again to abort)")
+    seconds = time.monotonic() - started
+    session.keep_best.restore_best()
+    _remove_if_empty(Path(trainer.args.output_dir))
+    t, state, prepared = config.train, trainer.state, session.prepared
+    return {
+        "method": config.method.name, "model": config.model.name,
+        "trainable_parameters": prepared.trainable, "total_parameters": prepared.total,
+        "trainable_share": prepared.trainable / prepared.total,
+        "optimizer_steps": state.global_step, "epochs": round(state.epoch or 0, 4),
+        "seconds": round(seconds, 1),
+        "examples_per_second": round(state.global_step * t.batch_size * t.gradient_accumulation_steps
+                                     / max(seconds, 1e-9), 2),
+        "tokens_per_second": round((state.num_input_tokens_seen or 0) / max(seconds, 1e-9), 1),
+        "stopped_by_time_budget": session.stop.stopped_by_time,
+        "interrupted": interrupted,
+        "best_step": session.keep_best.best_step,
+        "device": prepared.plan.device, "precision": prepared.plan.precision,
+    }
+
+
+def _remove_if_empty(directory: Path) -> None:
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()

@@ -1,0 +1,50 @@
+"""Which objective a config trains: set explicitly, or read from the data."""
+
+from __future__ import annotations
+
+from ftune.config import Config
+from ftune.errors import ConfigError
+
+
+def resolve_objective(config: Config) -> str:
+    """classification | sft | dpo. ``objective=auto`` decides from ``data.format`` or the file."""
+    from ftune.data.formats import format_names, get_format
+
+    name, fmt = config.objective.name, config.data.format
+    allowed = ["auto", "classification", *format_names()]
+    if fmt not in allowed:
+        import difflib
+
+        match = difflib.get_close_matches(fmt, allowed, n=1)
+        hint = f' Did you mean "{match[0]}"?' if match else ""
+        raise ConfigError([f"data.format = {fmt!r}: choose one of {', '.join(allowed)}.{hint}"])
+    if fmt == "auto" and config.data.train:
+        fmt = _detect(config.data.train)
+    data_objective = ("classification" if fmt in ("auto", "classification")
+                      else "dpo" if get_format(fmt).kind == "preference" else "sft")
+    objective = data_objective if name == "auto" else name
+    if objective != data_objective and not (objective == "sft" and data_objective == "dpo"):
+        raise ConfigError([f"objective.name = {name!r}: the data ({fmt}) calls for objective={data_objective}"])
+    if objective != "classification" and _model_kind(config.model.name) == "encoder":
+        raise ConfigError([f"model.name = {config.model.name!r}: is an encoder; {objective} on {fmt} data needs "
+                           "a decoder LLM such as smollm2-135m"])
+    return objective
+
+
+def _model_kind(name: str) -> str:
+    from pathlib import Path
+
+    from ftune.models.registry import BUILTIN_MODELS
+
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name].kind
+    from ftune.models.load import model_kind  # reads config.json only
+
+    return model_kind(Path(name))
+
+
+def _detect(path: str) -> str:
+    """A generative format name if the file's keys match one, else "classification"."""
+    from ftune.data.generative import detect_file_format
+
+    return detect_file_format(path) or "classification"

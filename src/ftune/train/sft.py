@@ -1,0 +1,157 @@
+"""Supervised fine-tuning of a decoder LLM on instructions, chats or plain text.
+
+Loss falls on the response tokens only (and on the end-of-turn token, so the model learns to
+stop); batches group sequences of similar length and pad dynamically. Held-out response loss,
+perplexity and generation samples are measured before and after training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftune.config import Config
+from ftune.config.dump import render_config
+from ftune.config.schema import DEFAULT_MAX_LENGTH
+from ftune.train.classify import TrainedRun, default_run_name
+
+
+def encode_example(example, template, tokenizer, max_length: int):
+    """An ``EncodedExample`` for a Conversation (template applied) or a PlainText; a
+    PreferencePair counts as its chosen conversation (SFT on the preferred replies)."""
+    from ftune.data.conversation import Message, PlainText, PreferencePair
+    from ftune.data.masking import encode_conversation, encode_plain_text
+
+    if isinstance(example, PlainText):
+        return encode_plain_text(example.text, tokenizer, max_length)
+    if isinstance(example, PreferencePair):
+        messages = [*example.prompt, Message("assistant", example.chosen)]
+    else:
+        messages = example.messages
+    return encode_conversation(messages, template, tokenizer, max_length)
+
+
+def encode_examples(examples, template, tokenizer, max_length: int) -> tuple[list[dict[str, list[int]]], int]:
+    """Token ids and labels for each example; returns (encoded, number truncated)."""
+    encoded, truncated = [], 0
+    for example in examples:
+        item = encode_example(example, template, tokenizer, max_length)
+        truncated += item.truncated
+        if any(label != -100 for label in item.labels):  # nothing left to learn after truncation
+            encoded.append({"input_ids": item.input_ids, "labels": item.labels})
+    return encoded, truncated
+
+
+class EncodedDataset:
+    def __init__(self, items: list[dict[str, list[int]]]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.items[index]
+
+
+def sample_prompts(examples, count: int) -> list[list[Any]]:
+    """The prompt turns of the first ``count`` held-out conversations (fixed, so before and
+    after are comparable)."""
+    from ftune.data.conversation import Conversation, PreferencePair
+
+    prompts = []
+    for example in examples:
+        if isinstance(example, Conversation):
+            last = max(i for i, m in enumerate(example.messages) if m.role == "assistant")
+            prompts.append(example.messages[:last])
+        elif isinstance(example, PreferencePair):
+            prompts.append(list(example.prompt))
+        if len(prompts) == count:
+            break
+    return prompts
+
+
+def train_sft(config: Config, echo=print) -> TrainedRun:
+    from ftune.data.collate import PaddedCausalCollator
+    from ftune.data.prepare_generative import build_generative_data
+    from ftune.data.templates import resolve_template
+    from ftune.methods import build_method
+    from ftune.models.load import load_causal_lm
+    from ftune.train.loop import build_trainer, prepare_model, run_training
+    from ftune.train.run_dir import RunDir
+    from ftune.train.ship import save_run_model
+
+    if config.model.max_length is None:
+        config.model.max_length = DEFAULT_MAX_LENGTH["sft"]
+    method = build_method(config.method.name, config.method.options)
+    data = build_generative_data(config.data, config.train.seed)
+    for notice in data.notices:
+        echo(f"ftune: {notice}")
+    run = RunDir.create(config.run.dir, config.run.name or default_run_name(config) + "-sft")
+    run.write_text("config.yaml", render_config(config))
+
+    prepared = prepare_model(config, method, lambda: load_causal_lm(config.model.name, config.model.trust_remote_code), echo)
+    tokenizer = prepared.task.tokenizer
+    template = resolve_template(config.data.template, tokenizer)
+    train_items, train_truncated = encode_examples(data.train, template, tokenizer, config.model.max_length)
+    validation_items, _ = encode_examples(data.validation, template, tokenizer, config.model.max_length)
+    data.manifest.update({"template": template.name, "truncated_train_rows": train_truncated,
+                          "max_length": config.model.max_length})
+    run.write_json("data.json", data.manifest)
+    echo(f"ftune: {len(train_items):,} training / {len(validation_items):,} validation {data.format} examples, "
+         f"template {template.name}; {train_truncated} truncated at model.max_length={config.model.max_length}")
+    echo(f"ftune: run directory {run.path}")
+
+    collator = PaddedCausalCollator.from_tokenizer(tokenizer)
+    eos_ids = _stop_ids(tokenizer)
+    prompts = sample_prompts(data.validation, config.generate.samples)
+    before = _measure(config, prepared.model, tokenizer, template, validation_items, collator, prompts, eos_ids, echo, "before")
+
+    session = build_trainer(config, method, prepared, EncodedDataset(train_items), EncodedDataset(validation_items),
+                            collator, run, metric="loss", greater_is_better=False,
+                            eval_batch_size=_scoring_batch_size(config))
+    training = run_training(session, config, echo)
+    after = _measure(config, session.trainer.model, tokenizer, template, validation_items, collator, prompts,
+                     eos_ids, echo, "after")
+
+    metrics = {"validation": {"before": before["scores"], "after": after["scores"]}, "training": training}
+    run.write_json("metrics.json", metrics)
+    run.write_json("samples.json", [
+        {"prompt": [m.__dict__ for m in p], "before": b, "after": a}
+        for p, b, a in zip(prompts, before["samples"], after["samples"])
+    ])
+    save_run_model(config, method, session.trainer.model, tokenizer, run, task="causal_lm",
+                   extra={"template": template.name})
+    from ftune.train.model_card import write_generative_card
+
+    write_generative_card(run, config, data.manifest, metrics)
+    return TrainedRun(run.path, metrics)
+
+
+def _measure(config, model, tokenizer, template, items, collator, prompts, eos_ids, echo, when: str) -> dict[str, Any]:
+    from ftune.data.masking import encode_prompt
+    from ftune.eval.generative import generate_replies, response_loss
+
+    echo(f"ftune: measuring the model {when} training ...")
+    scores = response_loss(model, items, collator, batch_size=_scoring_batch_size(config))
+    samples = []
+    if prompts:
+        g = config.generate
+        samples = generate_replies(model, tokenizer, [encode_prompt(p, template, tokenizer) for p in prompts],
+                                   max_new_tokens=g.max_new_tokens, temperature=0.0, top_p=1.0, eos_ids=eos_ids)
+        scores["samples_ended_with_eos"] = sum(s["ended_with_eos"] for s in samples)
+        scores["samples"] = len(samples)
+    return {"scores": scores, "samples": samples}
+
+
+def _scoring_batch_size(config) -> int:
+    # Scoring keeps (batch x length x vocabulary) logits: small batches for language models.
+    return max(1, min(config.train.eval_batch_size, config.train.batch_size, 8))
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    """Token ids that end a reply: EOS, and the chat end-of-turn token when it differs."""
+    ids = {tokenizer.eos_token_id}
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return sorted(i for i in ids if i is not None)

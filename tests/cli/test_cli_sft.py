@@ -1,0 +1,96 @@
+"""Generative fine-tuning end to end on a tiny random Llama: train (SFT), eval, generate, chat, data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import FIXTURES, only_run_dir, read_json, run_ftune
+
+GEN = FIXTURES / "gen"
+FAST = ["train.epochs=3", "train.batch_size=4", "model.max_length=96", "generate.samples=2",
+        "generate.max_new_tokens=6", "method=full", "train.learning_rate=0.003"]
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory, tiny_llama_dir):
+    cwd = tmp_path_factory.mktemp("sft")
+    result = run_ftune("train", f"model={tiny_llama_dir}", f"data.train={GEN / 'alpaca.jsonl'}",
+                       "data.validation_fraction=0.25", *FAST, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd, only_run_dir(cwd), result
+
+
+def test_sft_run_reports_before_and_after_and_ships_a_model(sft_run):
+    _, run, result = sft_run
+    assert "base model (before)" in result.stdout and "fine-tuned (after)" in result.stdout
+    metrics = read_json(run / "metrics.json")
+    before, after = metrics["validation"]["before"], metrics["validation"]["after"]
+    assert after["loss"] < before["loss"], (before, after)
+    assert after["tokens"] == before["tokens"] > 0
+    assert metrics["training"]["tokens_per_second"] > 0
+    samples = read_json(run / "samples.json")
+    assert len(samples) == 2 and all({"prompt", "before", "after"} <= set(s) for s in samples)
+    assert all(s["after"]["new_tokens"] <= 6 for s in samples)
+    info = read_json(run / "model" / "ftune-model.json")
+    assert info["task"] == "causal_lm" and info["template"] == "alpaca"  # no chat template: alpaca
+    manifest = read_json(run / "data.json")
+    assert manifest["format"] == "alpaca" and manifest["template"] == "alpaca"
+    assert (run / "README.md").read_text().count("|") > 8
+
+
+def test_eval_reports_response_perplexity_for_run_and_base_model(sft_run, tiny_llama_dir):
+    cwd, run, _ = sft_run
+    tuned = run_ftune("eval", str(run), "--data", str(GEN / "alpaca.jsonl"), "--json", cwd=cwd)
+    base = run_ftune("eval", str(tiny_llama_dir), "--data", str(GEN / "alpaca.jsonl"), "--json", cwd=cwd)
+    assert tuned.returncode == 0 and base.returncode == 0, tuned.stderr[-2000:] + base.stderr[-2000:]
+    tuned, base = json.loads(tuned.stdout), json.loads(base.stdout)
+    assert tuned["n"] == base["n"] == 12 and tuned["tokens"] == base["tokens"]
+    assert tuned["perplexity"] < base["perplexity"]
+
+
+def test_generate_and_chat_use_the_run(sft_run):
+    cwd, run, _ = sft_run
+    generated = run_ftune("generate", str(run), "Give three tips for staying healthy.", "--json",
+                          "--max-new-tokens", "5", "--temperature", "0", cwd=cwd)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    reply = json.loads(generated.stdout)
+    assert reply["new_tokens"] <= 5 and isinstance(reply["reply"], str)
+    import os
+    import subprocess
+    import sys
+
+    chat = subprocess.run([sys.executable, "-m", "ftune.cli.main", "chat", str(run), "--max-new-tokens", "4"],
+                          input="hello there\n/reset\nwhat is the cat\n/exit\n", capture_output=True, text=True,
+                          cwd=cwd, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert chat.stdout.count("bot> ") == 2 and "(conversation cleared)" in chat.stdout
+
+
+def test_data_inspect_marks_trained_tokens(tmp_path, tiny_llama_dir):
+    result = run_ftune("data", "inspect", f"model={tiny_llama_dir}", f"data.train={GEN / 'chat.jsonl'}",
+                       "data.template=chatml", "-n", "2", "--no-color", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("trained tokens:") == 2 and "[[" in result.stdout
+    first_sample = result.stdout.split("--- line", 1)[1]
+    assert "<|im_start|>" in first_sample.split("[[")[0]  # the prompt markup is shown, untrained
+    assert result.stdout.count("<|im_end|>]]") >= 2  # each reply's end-of-turn is trained
+
+
+def test_data_stats_and_convert(tmp_path, tiny_llama_dir):
+    stats = run_ftune("data", "stats", f"model={tiny_llama_dir}", f"data.train={GEN / 'alpaca.jsonl'}", "--json",
+                      cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr[-2000:]
+    numbers = json.loads(stats.stdout)
+    assert numbers["rows"] == 12 and numbers["tokens"]["max"] >= numbers["tokens"]["median"] > 0
+    out = tmp_path / "chat.jsonl"
+    converted = run_ftune("data", "convert", str(GEN / "alpaca.jsonl"), str(out), cwd=tmp_path)
+    assert converted.returncode == 0, converted.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12 and [m["role"] for m in rows[0]["messages"]] == ["user", "assistant"]
+
+
+def test_encoder_model_cannot_do_sft(tmp_path, tiny_bert_dir):
+    result = run_ftune("train", f"model={tiny_bert_dir}", f"data.train={GEN / 'alpaca.jsonl'}", cwd=tmp_path)
+    assert result.returncode == 2 and "is an encoder" in result.stderr
