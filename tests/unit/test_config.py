@@ -84,6 +84,12 @@ def test_every_problem_is_reported_together():
     assert 'Did you mean "method.alpha"?' in text
 
 
+def test_names_from_other_tools_are_recognised():
+    problems = problems_of(None, ["train.lr=0.1", "model.max_seq_length=64"])
+    assert 'train.lr: unknown key. Did you mean "train.learning_rate"?' in problems[0]
+    assert 'Did you mean "model.max_length"?' in problems[1]
+
+
 def test_option_of_another_technique_says_whose_it_is():
     (problem,) = problems_of(None, ["method=lora", "method.layers=2"])
     assert "not an option of method 'lora'" in problem and "It is an option of freeze" in problem

@@ -66,8 +66,26 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
     for key in ("data.train", "data.validation", "data.test"):
         path = _get(config, key)
         require(path is None or Path(path).is_file(), key, "file not found")
+    problems.extend(_check_choices(config, where))
     problems.extend(_check_model(config, where))
     problems.extend(_check_method(config, where))
+    return problems
+
+
+def _check_choices(config: Config, where) -> list[str]:
+    """data.format and data.template name registered formats / templates."""
+    import difflib
+
+    from ftune.data.formats import format_names
+    from ftune.data.templates import template_names
+
+    problems = []
+    for key, value, allowed in (("data.format", config.data.format, ["auto", "classification", *format_names()]),
+                                ("data.template", config.data.template, list(dict.fromkeys(["auto", *template_names()])))):
+        if value not in allowed:
+            match = difflib.get_close_matches(value, allowed, n=1)
+            hint = f' Did you mean "{match[0]}"?' if match else ""
+            problems.append(f"{where(key)}{key} = {value!r}: choose one of {', '.join(allowed)}.{hint}")
     return problems
 
 

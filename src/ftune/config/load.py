@@ -194,7 +194,23 @@ def _known_keys() -> dict[str, list[str]]:
     return {"sections": sections, "all": sorted(set(keys))}
 
 
+# Names other tools use for ftune's settings: suggested before any spelling match.
+ALIASES = {
+    "lr": "learning_rate", "num_train_epochs": "epochs", "num_epochs": "epochs", "bs": "batch_size",
+    "per_device_train_batch_size": "batch_size", "grad_accum": "gradient_accumulation_steps",
+    "lora_r": "r", "rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "max_seq_length": "max_length",
+    "seq_len": "max_length", "warmup": "warmup_ratio", "lr_scheduler_type": "scheduler",
+}
+
+
 def _unknown_key(key: str, setting: Setting, known: list[str]) -> str:
+    section, _, name = key.rpartition(".")
+    alias = ALIASES.get(name)
+    if alias:
+        candidates = [k for k in known if k.endswith("." + alias)]
+        preferred = [k for k in candidates if k.startswith(section + ".")] or candidates
+        if preferred:
+            return f'{setting.origin}: {key}: unknown key. Did you mean "{preferred[0]}"?'
     return f"{setting.origin}: {key}: unknown key." + _did_you_mean(key, known)
 
 

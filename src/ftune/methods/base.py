@@ -41,7 +41,9 @@ class Method:
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     capabilities: ClassVar[Capabilities] = Capabilities()
-    default_learning_rate: ClassVar[float] = 5e-5
+    # Peak learning rate when train.learning_rate is empty, per task ("classification" trains a
+    # new head and tolerates more; "causal_lm" nudges a model that already writes well).
+    default_learning_rates: ClassVar[dict[str, float]] = {"classification": 5e-5, "causal_lm": 2e-5}
     # True when save() writes only an adapter that needs the base model to load.
     saves_adapter: ClassVar[bool] = False
 

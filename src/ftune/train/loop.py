@@ -80,7 +80,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         # validation set would not fit in memory.
         prediction_loss_only=compute_metrics is None,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate or method.default_learning_rate,
+        learning_rate=t.learning_rate or method.default_learning_rates[prepared.task.task],
         weight_decay=t.weight_decay,
         num_train_epochs=t.epochs,
         max_steps=total_steps,

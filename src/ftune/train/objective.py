@@ -8,16 +8,9 @@ from ftune.errors import ConfigError
 
 def resolve_objective(config: Config) -> str:
     """classification | sft | dpo. ``objective=auto`` decides from ``data.format`` or the file."""
-    from ftune.data.formats import format_names, get_format
+    from ftune.data.formats import get_format
 
-    name, fmt = config.objective.name, config.data.format
-    allowed = ["auto", "classification", *format_names()]
-    if fmt not in allowed:
-        import difflib
-
-        match = difflib.get_close_matches(fmt, allowed, n=1)
-        hint = f' Did you mean "{match[0]}"?' if match else ""
-        raise ConfigError([f"data.format = {fmt!r}: choose one of {', '.join(allowed)}.{hint}"])
+    name, fmt = config.objective.name, config.data.format  # both checked against the registries already
     if fmt == "auto" and config.data.train:
         fmt = _detect(config.data.train)
     data_objective = ("classification" if fmt in ("auto", "classification")

@@ -1,0 +1,54 @@
+"""The objective follows the data unless set, and impossible pairings fail before loading."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftune.config import load_config
+from ftune.errors import ConfigError, DataError
+from ftune.train.objective import resolve_objective
+from tests.conftest import FIXTURES
+
+GEN = FIXTURES / "gen"
+
+
+@pytest.mark.parametrize("path, expected", [
+    (FIXTURES / "reviews.csv", "classification"),
+    (FIXTURES / "headerless_news.csv", "classification"),
+    (GEN / "alpaca.jsonl", "sft"),
+    (GEN / "chat.jsonl", "sft"),
+    (GEN / "text.jsonl", "sft"),
+    (GEN / "preference.jsonl", "dpo"),
+    (GEN / "hh.jsonl", "dpo"),
+])
+def test_objective_from_the_data(path, expected, tiny_llama_dir):
+    config = load_config(None, [f"model={tiny_llama_dir}", f"data.train={path}"])
+    assert resolve_objective(config) == expected
+
+
+def test_demo_data_is_classification():
+    assert resolve_objective(load_config()) == "classification"
+
+
+def test_sft_on_preference_pairs_trains_on_the_chosen_replies(tiny_llama_dir):
+    config = load_config(None, [f"model={tiny_llama_dir}", f"data.train={GEN / 'hh.jsonl'}", "objective=sft"])
+    assert resolve_objective(config) == "sft"
+
+
+def test_mismatches_fail_with_the_key_named(tiny_bert_dir, tiny_llama_dir):
+    with pytest.raises(ConfigError, match="is an encoder"):
+        resolve_objective(load_config(None, [f"model={tiny_bert_dir}", f"data.train={GEN / 'chat.jsonl'}"]))
+    with pytest.raises(ConfigError, match="calls for objective=sft"):
+        resolve_objective(load_config(None, [f"model={tiny_llama_dir}", f"data.train={GEN / 'chat.jsonl'}",
+                                             "objective=classification"]))
+    with pytest.raises(ConfigError, match='Did you mean "alpaca"'):
+        load_config(None, [f"model={tiny_llama_dir}", f"data.train={GEN / 'chat.jsonl'}", "data.format=alpacca"])
+    with pytest.raises(ConfigError, match='Did you mean "chatml"'):
+        load_config(None, ["data.template=chatmll"])
+
+
+def test_a_file_mixing_formats_is_an_error(tmp_path, tiny_llama_dir):
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"prompt": "a", "completion": "b"}\n{"instruction": "c", "output": "d"}\n')
+    with pytest.raises(DataError, match="rows in different formats"):
+        resolve_objective(load_config(None, [f"model={tiny_llama_dir}", f"data.train={mixed}"]))
