@@ -73,6 +73,14 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     return directory
 
 
+def shared_file(relative: str) -> Path:
+    """A file of ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"{path} not found (the shared data sets live in ../shared/data)")
+    return path
+
+
 def run_ftune(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess, as a user would."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1")

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from ftune.models.registry import model_problem
-from tests.conftest import SHARED_DATA, only_run_dir, read_json, run_ftune
+from tests.conftest import only_run_dir, read_json, run_ftune, shared_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,12 +21,6 @@ def need_model(name: str) -> None:
     if problem:
         pytest.skip(f"{name}: {problem}")
 
-
-def shared(relative: str):
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"{path} not found (the shared data sets live in ../shared/data)")
-    return path
 
 
 def test_default_job_beats_both_baselines(tmp_path):
@@ -42,7 +36,7 @@ def test_default_job_beats_both_baselines(tmp_path):
 
 def test_minilm_lora_on_sst2_subset_beats_tfidf(tmp_path):
     need_model("minilm-l6")
-    data = shared("sst2/train.tsv")
+    data = shared_file("sst2/train.tsv")
     result = run_ftune("train", f"data.train={data}", "data.max_rows=4000", "train.max_minutes=1.5",
                        cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,7 +52,7 @@ def test_minilm_lora_on_sst2_subset_beats_tfidf(tmp_path):
 
 def test_minilm_on_ag_news_headerless_four_classes(tmp_path):
     need_model("minilm-l6")
-    data = shared("ag_news/train.csv")
+    data = shared_file("ag_news/train.csv")
     result = run_ftune("train", f"data.train={data}", "data.max_rows=2500", "train.max_minutes=1.5",
                        "data.label_column=0", "data.text_columns=[1,2]", cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -70,7 +64,7 @@ def test_minilm_on_ag_news_headerless_four_classes(tmp_path):
 
 def test_smollm2_lora_classifier_trains_and_predicts(tmp_path):
     need_model("smollm2-135m")
-    data = shared("sst2/train.tsv")
+    data = shared_file("sst2/train.tsv")
     result = run_ftune("train", "model=smollm2-135m", f"data.train={data}", "data.max_rows=400",
                        "train.max_steps=12", "train.batch_size=8", "model.max_length=48",
                        cwd=tmp_path, timeout=900)

@@ -1,24 +1,18 @@
 """The generative loader on the real shared data sets (../shared/data beside the repo)."""
 
 import json
-from pathlib import Path
 
 import pytest
+
+from tests.conftest import shared_file
 
 from ftune.data.conversation import Message
 from ftune.data.formats import get_format
 from ftune.data.generative import convert_examples, dataset_stats_basic, load_generative_file
 
-SHARED_DATA = Path(__file__).parents[3] / "shared" / "data"
 
 pytestmark = pytest.mark.integration
 
-
-def shared_file(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"{path} not found (the shared data sets live in ../shared/data)")
-    return path
 
 
 def test_alpaca_2k_loads_every_row_and_survives_conversion():

@@ -1,22 +1,16 @@
 """The classification reader on the real shared data sets (../shared/data beside the repo)."""
 
-from pathlib import Path
 
 import pytest
+
+from tests.conftest import shared_file
 
 from ftune.data.classification import load_labeled_file
 from ftune.data.readers import read_table
 
-SHARED_DATA = Path(__file__).parents[3] / "shared" / "data"
 
 pytestmark = pytest.mark.integration
 
-
-def shared_file(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"{path} not found (the shared data sets live in ../shared/data)")
-    return path
 
 
 def test_sst2_tsv_header_detected_and_every_row_read():

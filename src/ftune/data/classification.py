@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftune.data.bad_rows import bad_row_lines, percent
 from ftune.data.readers import BadRow, Record, Table, is_number, read_table
 from ftune.errors import DataError
 
@@ -96,8 +97,8 @@ def load_labeled_file(
     if len(bad_rows) / total > max_bad_fraction:
         raise DataError(
             f"{shown}: {len(bad_rows):,} of {total:,} rows are bad "
-            f"({_percent(len(bad_rows) / total)}, over data.max_bad_fraction="
-            f"{max_bad_fraction * 100:g}%)\n" + "\n".join(_bad_row_lines(bad_rows, 20))
+            f"({percent(len(bad_rows) / total)}, over data.max_bad_fraction="
+            f"{max_bad_fraction * 100:g}%)\n" + "\n".join(bad_row_lines(bad_rows, 20))
         )
     return LabeledExamples(
         shown, texts, labels, lines, bad_rows, total, text_keys, label_key, max_bad_fraction
@@ -123,13 +124,13 @@ def format_bad_rows(
             max_bad_fraction = source.max_bad_fraction
         head = (
             f"{source.path}: {len(bad_rows):,} of {total:,} rows skipped "
-            f"({_percent(len(bad_rows) / total)}, limit data.max_bad_fraction="
+            f"({percent(len(bad_rows) / total)}, limit data.max_bad_fraction="
             f"{max_bad_fraction * 100:g}%)"
         )
     else:
         paths = sorted({b.path for b in bad_rows})
         head = f"{', '.join(paths)}: {len(bad_rows):,} bad row{'s' if len(bad_rows) > 1 else ''}"
-    return "\n".join([head, *_bad_row_lines(bad_rows, limit)])
+    return "\n".join([head, *bad_row_lines(bad_rows, limit)])
 
 
 def class_balance_report(labels: Sequence[str]) -> tuple[dict[str, int], str | None]:
@@ -158,22 +159,10 @@ def class_balance_report(labels: Sequence[str]) -> tuple[dict[str, int], str | N
 
 def _no_rows_error(path: str, total: int, bad_rows: Sequence[BadRow]) -> DataError:
     detail = f"all {total:,} rows are bad" if total else "no data rows"
-    return DataError("\n".join([f"{path}: {detail}", *_bad_row_lines(bad_rows, 20)]))
+    return DataError("\n".join([f"{path}: {detail}", *bad_row_lines(bad_rows, 20)]))
 
 
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:.1f}%"
 
-
-def _bad_row_lines(bad_rows: Sequence[BadRow], limit: int) -> list[str]:
-    shown = sorted(bad_rows, key=lambda b: b.line)[:limit]
-    if not shown:
-        return []
-    width = max(len(f"line {b.line}") for b in shown) + 2
-    out = [f"  {f'line {b.line}':<{width}}{b.reason}" for b in shown]
-    if len(bad_rows) > limit:
-        out.append(f"  ... and {len(bad_rows) - limit:,} more")
-    return out
 
 
 def _show(key: Column) -> str:

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ftune.data.conversation import Conversation, Example, PlainText, PreferencePair
+from ftune.data.bad_rows import BAD_ROWS_SHOWN, bad_row_lines, percent
 from ftune.data.formats import DataFormat, RowProblem, get_format, registered_formats
 from ftune.data.readers import BadRow, Record, read_table
 from ftune.errors import DataError
 
 DETECTION_SAMPLE_ROWS = 50
-BAD_ROWS_SHOWN = 20
 
 
 @dataclass
@@ -72,8 +72,8 @@ def load_generative_file(
     if len(bad_rows) / total > max_bad_fraction:
         raise DataError(
             f"{shown}: {len(bad_rows):,} of {total:,} rows are bad as {fmt.name} data "
-            f"({_percent(len(bad_rows) / total)}, over data.max_bad_fraction="
-            f"{max_bad_fraction * 100:g}%)\n" + "\n".join(_bad_row_lines(bad_rows))
+            f"({percent(len(bad_rows) / total)}, over data.max_bad_fraction="
+            f"{max_bad_fraction * 100:g}%)\n" + "\n".join(bad_row_lines(bad_rows))
         )
     return GenerativeExamples(
         shown, fmt.name, fmt.kind, examples, lines, bad_rows, total, max_bad_fraction
@@ -121,10 +121,10 @@ def format_generative_bad_rows(examples: GenerativeExamples, limit: int = BAD_RO
         return ""
     head = (
         f"{examples.path}: {len(bad):,} of {examples.total_rows:,} rows skipped "
-        f"({_percent(len(bad) / examples.total_rows)}, limit data.max_bad_fraction="
+        f"({percent(len(bad) / examples.total_rows)}, limit data.max_bad_fraction="
         f"{examples.max_bad_fraction * 100:g}%)"
     )
-    return "\n".join([head, *_bad_row_lines(bad, limit)])
+    return "\n".join([head, *bad_row_lines(bad, limit)])
 
 
 def convert_examples(examples: GenerativeExamples, to: str = "chat") -> list[dict[str, Any]]:
@@ -243,23 +243,10 @@ def _lines(lines: list[int]) -> str:
 def _no_rows_error(path: str, total: int, bad_rows: Sequence[BadRow], fmt: str = "") -> DataError:
     detail = f"all {total:,} rows are bad" if total else "no data rows"
     detail += f" as {fmt} data" if fmt and total else ""
-    return DataError("\n".join([f"{path}: {detail}", *_bad_row_lines(bad_rows)]))
+    return DataError("\n".join([f"{path}: {detail}", *bad_row_lines(bad_rows)]))
 
 
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:.1f}%"
 
-
-def _bad_row_lines(bad_rows: Sequence[BadRow], limit: int = BAD_ROWS_SHOWN) -> list[str]:
-    # Same layout as the classification report, so both kinds of run read alike.
-    shown = sorted(bad_rows, key=lambda b: b.line)[:limit]
-    if not shown:
-        return []
-    width = max(len(f"line {b.line}") for b in shown) + 2
-    out = [f"  {f'line {b.line}':<{width}}{b.reason}" for b in shown]
-    if len(bad_rows) > limit:
-        out.append(f"  ... and {len(bad_rows) - limit:,} more")
-    return out
 
 
 def detect_file_format(path: str | Path) -> str | None:
