@@ -31,9 +31,7 @@ def run(args) -> int:
         return _classification(config)
     if objective == "sft":
         return _sft(config)
-    from ftune.errors import FtuneError
-
-    raise FtuneError(f"objective={objective} is not available in this version of ftune yet")
+    return _dpo(config)
 
 
 def _classification(config) -> int:
@@ -59,6 +57,20 @@ def _sft(config) -> int:
     for name, scores in (("base model (before)", before), ("fine-tuned (after)", after)):
         eos = f"{scores.get('samples_ended_with_eos', 0)} / {scores.get('samples', 0)}"
         print(f"{name:<22}{scores['loss']:>9.4f}{scores['perplexity']:>12.2f}{eos:>26}")
+    _summary(result)
+    return 0
+
+
+def _dpo(config) -> int:
+    from ftune.train.dpo import train_dpo
+
+    result = train_dpo(config)
+    before, after = result.metrics["validation"]["before"], result.metrics["validation"]["after"]
+    print(f"\nheld-out preference pairs ({after['n']:,}):")
+    print(f"{'':<18}{'preference acc.':>16}{'reward margin':>15}{'likelihood acc.':>17}")
+    for name, scores in (("before training", before), ("after training", after)):
+        print(f"{name:<18}{scores['preference_accuracy']:>16.4f}{scores['reward_margin']:>15.4f}"
+              f"{scores['likelihood_accuracy']:>17.4f}")
     _summary(result)
     return 0
 

@@ -42,8 +42,9 @@ class Method:
     Options: ClassVar[type] = NoOptions
     capabilities: ClassVar[Capabilities] = Capabilities()
     # Peak learning rate when train.learning_rate is empty, per task ("classification" trains a
-    # new head and tolerates more; "causal_lm" nudges a model that already writes well).
-    default_learning_rates: ClassVar[dict[str, float]] = {"classification": 5e-5, "causal_lm": 2e-5}
+    # new head and tolerates more; "causal_lm" nudges a model that already writes well;
+    # "preference" (DPO) moves it least).
+    default_learning_rates: ClassVar[dict[str, float]] = {"classification": 5e-5, "causal_lm": 2e-5, "preference": 5e-6}
     # True when save() writes only an adapter that needs the base model to load.
     saves_adapter: ClassVar[bool] = False
 

@@ -10,7 +10,7 @@ class BitFit(Method):
     """Train only bias terms (+ the task head). Tiny, mergeable, surprisingly strong on encoders."""
 
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
-    default_learning_rates = {"classification": 1e-3, "causal_lm": 5e-4}
+    default_learning_rates = {"classification": 1e-3, "causal_lm": 5e-4, "preference": 1e-4}
 
     def check(self, task):
         biases = [n for n, _ in task.model.named_parameters() if n.endswith(".bias") and not task.is_head(n)]

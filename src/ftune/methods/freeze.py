@@ -20,7 +20,7 @@ class Freeze(Method):
 
     Options = FreezeOptions
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
-    default_learning_rates = {"classification": 1e-4, "causal_lm": 5e-5}
+    default_learning_rates = {"classification": 1e-4, "causal_lm": 5e-5, "preference": 1e-5}
 
     @classmethod
     def check_options(cls, options):

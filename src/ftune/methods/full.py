@@ -10,7 +10,7 @@ class Full(Method):
     """Train every weight of the model. The reference point for all other techniques."""
 
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
-    default_learning_rates = {"classification": 5e-5, "causal_lm": 2e-5}
+    default_learning_rates = {"classification": 5e-5, "causal_lm": 2e-5, "preference": 5e-6}
 
     def apply(self, model, task):
         for parameter in model.parameters():

@@ -27,7 +27,7 @@ class Lora(Method):
 
     Options = LoraOptions
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
-    default_learning_rates = {"classification": 1e-3, "causal_lm": 2e-4}
+    default_learning_rates = {"classification": 1e-3, "causal_lm": 2e-4, "preference": 5e-5}
     saves_adapter = True
 
     @classmethod

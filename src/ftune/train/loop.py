@@ -58,21 +58,28 @@ class TrainingSession:
 
 def build_trainer(config: Config, method, prepared: PreparedModel, train_set, eval_set, collator, run, *,
                   metric: str, greater_is_better: bool = True, compute_metrics=None,
-                  eval_batch_size: int | None = None) -> TrainingSession:
-    """A Trainer over ``train_set`` that evaluates ``metric`` on ``eval_set`` each epoch."""
+                  eval_batch_size: int | None = None, trainer_class=None, args_class=None,
+                  extra_args: dict[str, Any] | None = None, extra_trainer_kwargs: dict[str, Any] | None = None,
+                  learning_rate_key: str | None = None) -> TrainingSession:
+    """A Trainer over ``train_set`` that evaluates ``metric`` on ``eval_set`` each epoch.
+
+    ``trainer_class`` / ``args_class`` swap in a Trainer subclass and its arguments class
+    (TRL's DPOTrainer and DPOConfig); ``extra_args`` are passed to the arguments class.
+    """
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from ftune.train.callbacks import KeepBest, ProgressBar, StepLog, StopAndEvaluate
     from ftune.train.schedule import ProgressSchedule
-    from ftune.train.trainer import ScheduledTrainer
+    from ftune.train.trainer import ScheduledTrainer, with_schedule
 
     t = config.train
     steps_per_epoch = math.ceil(len(train_set) / (t.batch_size * t.gradient_accumulation_steps))
     total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
     schedule = ProgressSchedule(total_steps, t.warmup_ratio, t.scheduler,
                                 t.max_minutes * 60 if t.max_minutes else None)
-    args = TrainingArguments(
+    learning_rate = t.learning_rate or method.default_learning_rates[learning_rate_key or prepared.task.task]
+    arguments = dict(
         output_dir=str(run.path / "trainer"),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=eval_batch_size or t.eval_batch_size,
@@ -80,7 +87,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         # validation set would not fit in memory.
         prediction_loss_only=compute_metrics is None,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate or method.default_learning_rates[prepared.task.task],
+        learning_rate=learning_rate,
         weight_decay=t.weight_decay,
         num_train_epochs=t.epochs,
         max_steps=total_steps,
@@ -98,12 +105,15 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         disable_tqdm=True,
         remove_unused_columns=False,
     )
+    arguments.update(extra_args or {})
+    args = (args_class or TrainingArguments)(**arguments)
     stop = StopAndEvaluate(schedule)
     keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better)
-    trainer = ScheduledTrainer(
+    trainer = (with_schedule(trainer_class) if trainer_class else ScheduledTrainer)(
         schedule=schedule, model=prepared.model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=collator, compute_metrics=compute_metrics,
         callbacks=[stop, keep_best, ProgressBar(schedule), StepLog(run, schedule)],
+        **(extra_trainer_kwargs or {}),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

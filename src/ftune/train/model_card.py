@@ -92,3 +92,36 @@ def write_generative_card(run, config: Config, manifest: dict[str, Any], metrics
         f"```\nftune generate {run.path} \"Write a haiku about autumn.\"\nftune chat {run.path}\n```",
     ]
     run.write_text("README.md", "\n\n".join(sections) + "\n")
+
+
+def write_preference_card(run, config: Config, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Model card of a DPO run: data, template, held-out preference scores before vs after."""
+    training, before, after = metrics["training"], metrics["validation"]["before"], metrics["validation"]["after"]
+    files = "\n".join(f"- {f['role']}: `{f['path']}` ({f['format']}, sha256 `{f['sha256'][:12]}…`, "
+                      f"{f['used_rows']:,} rows used, {f['bad_rows']} bad rows skipped)" for f in manifest["files"])
+    rows = ["| | preference accuracy | reward margin | likelihood accuracy |", "|---|---:|---:|---:|"]
+    for name, scores in (("before training", before), ("after training", after)):
+        rows.append(f"| {name} | {scores['preference_accuracy']:.4f} | {scores['reward_margin']:.4f} | "
+                    f"{scores['likelihood_accuracy']:.4f} |")
+    sections = [
+        f"# {config.model.name} + {config.method.name}: preference-tuned (DPO) with ftune",
+        "## How it was trained",
+        f"- base model: `{config.model.name}`; technique: `{config.method.name}` "
+        f"({training['trainable_parameters']:,} of {training['total_parameters']:,} parameters trained)\n"
+        f"- objective: DPO (TRL), beta {config.objective.beta}; reference: "
+        f"{'the base model with the adapters disabled' if run_uses_adapter(config) else 'a frozen copy of the base model'}\n"
+        f"- template `{manifest['template']}`; {training['optimizer_steps']} optimizer steps in {training['seconds']} s",
+        "## Data", files,
+        f"## Held-out preference pairs ({after['n']:,})",
+        "\n".join(rows),
+        "Preference accuracy and reward margin use DPO's implicit reward against the reference; "
+        "before training they are 0.5 and 0 by construction. Likelihood accuracy: the model alone "
+        "finds the chosen reply more likely per token.",
+    ]
+    run.write_text("README.md", "\n\n".join(sections) + "\n")
+
+
+def run_uses_adapter(config: Config) -> bool:
+    from ftune.methods import get_method_class
+
+    return get_method_class(config.method.name).saves_adapter
