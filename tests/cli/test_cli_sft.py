@@ -94,3 +94,18 @@ def test_data_stats_and_convert(tmp_path, tiny_llama_dir):
 def test_encoder_model_cannot_do_sft(tmp_path, tiny_bert_dir):
     result = run_ftune("train", f"model={tiny_bert_dir}", f"data.train={GEN / 'alpaca.jsonl'}", cwd=tmp_path)
     assert result.returncode == 2 and "is an encoder" in result.stderr
+
+
+def test_labeled_task_as_chat_reports_label_accuracy_against_prompting(tmp_path, tiny_llama_dir):
+    result = run_ftune("train", f"model={tiny_llama_dir}", f"data.train={FIXTURES / 'reviews.csv'}", "objective=sft",
+                       "data.label_words={negative: bad, positive: good}", "eval.few_shot=2",
+                       "data.validation_fraction=0.25", *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "base model, zero-shot prompt" in result.stdout and "base model, 2-shot prompt" in result.stdout
+    run = only_run_dir(tmp_path)
+    labels = read_json(run / "metrics.json")["validation"]["labels"]
+    assert set(labels) == {"majority", "tfidf_logreg", "base_zero_shot", "base_2_shot", "fine_tuned"}
+    assert all(m["n"] == 10 for m in labels.values())
+    manifest = read_json(run / "data.json")
+    assert manifest["label_words"] == {"negative": "bad", "positive": "good"}
+    assert manifest["instruction"] == "Classify the text. Answer with one of: bad, good."

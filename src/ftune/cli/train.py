@@ -57,6 +57,13 @@ def _sft(config) -> int:
     for name, scores in (("base model (before)", before), ("fine-tuned (after)", after)):
         eos = f"{scores.get('samples_ended_with_eos', 0)} / {scores.get('samples', 0)}"
         print(f"{name:<22}{scores['loss']:>9.4f}{scores['perplexity']:>12.2f}{eos:>26}")
+    labels = result.metrics["validation"].get("labels")
+    if labels:
+        from ftune.train.model_card import label_table
+
+        print(f"\nlabel accuracy on the validation split ({labels['fine_tuned']['n']:,} rows, "
+              "label chosen by likelihood):")
+        print(label_table(labels, f"{config.model.name} + {config.method.name} (SFT)"))
     _summary(result)
     return 0
 

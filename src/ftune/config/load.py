@@ -277,7 +277,17 @@ def coerce(value: Any, expected: Any) -> tuple[Any, str | None]:
             return str(value), None
         return None, "must be a string"
     if origin is dict or expected is dict:
-        return (value, None) if isinstance(value, dict) else (None, "must be a mapping")
+        if not isinstance(value, dict):
+            return None, "must be a mapping, e.g. {0: negative, 1: positive}"
+        if not args:
+            return value, None
+        out = {}
+        for key, item in value.items():
+            (key, key_error), (item, item_error) = coerce(key, args[0]), coerce(item, args[1])
+            if key_error or item_error:
+                return None, f"mapping entry {key!r}: {key_error or item_error}"
+            out[key] = item
+        return out, None
     return value, None
 
 

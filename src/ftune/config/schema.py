@@ -39,6 +39,8 @@ class DataConfig:
     max_rows: int | None = setting(None, "use a seeded stratified sample of at most this many training rows")
     format: str = setting("auto", "data format: classification, alpaca, chat, prompt_completion, text, preference, hh; auto = detect")
     template: str = setting("auto", "chat template for generative data: auto (the model's own, else alpaca), chat, chatml, alpaca, plain")
+    instruction: str | None = setting(None, "labeled data trained as chat (objective=sft): the instruction before each text; empty = \"Classify the text. Answer with one of: ...\"")
+    label_words: dict[str, str] | None = setting(None, "labeled data trained as chat: the reply for each label, e.g. {0: negative, 1: positive}; empty = the labels themselves")
     drop_overlap: bool = setting(True, "split: drop held-out rows whose words occur inside a training row and training rows inside a held-out row (duplicates, sub-phrases)")
     max_bad_fraction: float = setting(0.05, "stop when more than this share of a file's rows is bad")
 
@@ -91,6 +93,7 @@ class TrainConfig:
 class EvalConfig:
     baselines: bool = setting(True, "also train and report the majority-class and bag-of-words baselines")
     baseline_model: Literal["logreg", "random_forest"] = setting("logreg", "bag-of-words baseline classifier on TF-IDF features")
+    few_shot: int = setting(4, "labeled data trained as chat: examples shown to the base model for its few-shot baseline")
 
 
 @dataclass

@@ -8,6 +8,20 @@ from ftune.config import Config
 from ftune.eval.baselines import BASELINE_TITLES
 
 
+def label_table(labels: dict[str, Any], model_title: str, markdown: bool = False) -> str:
+    """Fine-tuned vs base-model prompting vs classical baselines on a labeled task as chat."""
+    titles = {"fine_tuned": model_title, "base_zero_shot": "base model, zero-shot prompt"}
+    rows = [(titles.get(k) or (f"base model, {k.split('_')[1]}-shot prompt" if k.startswith("base_")
+                              else BASELINE_TITLES.get(k, k)), v) for k, v in labels.items()]
+    rows.sort(key=lambda row: row[0] != model_title)
+    if markdown:
+        return "\n".join(["| | accuracy | macro-F1 |", "|---|---:|---:|",
+                          *(f"| {name} | {m['accuracy']:.4f} | {m['f1']:.4f} |" for name, m in rows)])
+    width = max(len(name) for name, _ in rows) + 2
+    return "\n".join([" " * width + f"{'accuracy':>10}{'macro-F1':>10}",
+                      *(f"{name:<{width}}{m['accuracy']:>10.4f}{m['f1']:>10.4f}" for name, m in rows)])
+
+
 def results_rows(split_metrics: dict[str, Any], model_title: str) -> list[tuple[str, dict[str, Any]]]:
     rows = [(model_title, split_metrics["model"])]
     rows += [(BASELINE_TITLES.get(k, k), v) for k, v in split_metrics.items() if k != "model"]
@@ -30,11 +44,17 @@ def results_table(split_metrics: dict[str, Any], model_title: str, markdown: boo
     return "\n".join(lines)
 
 
+def _file_lines(manifest: dict[str, Any]) -> str:
+    return "\n".join(
+        f"- {f['role']}: `{f['path']}` ({f.get('format', manifest.get('format', 'labeled rows'))}, "
+        f"sha256 `{f['sha256'][:12]}…`, {f['used_rows']:,} rows used, {f['bad_rows']} bad rows skipped)"
+        for f in manifest["files"])
+
+
 def write_model_card(run, config: Config, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
     training = metrics["training"]
     title = f"{config.model.name} + {config.method.name}"
-    files = "\n".join(f"- {f['role']}: `{f['path']}` (sha256 `{f['sha256'][:12]}…`, {f['used_rows']:,} rows used, "
-                      f"{f['bad_rows']} bad rows skipped)" for f in manifest["files"])
+    files = _file_lines(manifest)
     sections = [
         f"# {title}: text classifier trained with ftune",
         f"Labels: {', '.join(manifest['labels'])}.",
@@ -67,8 +87,7 @@ def write_model_card(run, config: Config, manifest: dict[str, Any], metrics: dic
 def write_generative_card(run, config: Config, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Model card of a generative (SFT) run: data, template, before vs after."""
     training, before, after = metrics["training"], metrics["validation"]["before"], metrics["validation"]["after"]
-    files = "\n".join(f"- {f['role']}: `{f['path']}` ({f['format']}, sha256 `{f['sha256'][:12]}…`, "
-                      f"{f['used_rows']:,} rows used, {f['bad_rows']} bad rows skipped)" for f in manifest["files"])
+    files = _file_lines(manifest)
     rows = ["| | response loss | perplexity | samples ending with EOS |", "|---|---:|---:|---:|"]
     for name, scores in (("base model (before)", before), ("fine-tuned (after)", after)):
         eos = f"{scores.get('samples_ended_with_eos', 0)} / {scores.get('samples', 0)}"
@@ -88,6 +107,9 @@ def write_generative_card(run, config: Config, manifest: dict[str, Any], metrics
         f"## Held-out results ({after['n']:,} examples, {after['tokens']:,} response tokens)",
         "\n".join(rows),
         "Generation samples (greedy), before and after: `samples.json`.",
+        *(["## Label accuracy (labeled task as chat; label chosen by likelihood)",
+            label_table(metrics["validation"]["labels"], f"{config.model.name} + {config.method.name} (SFT)",
+                        markdown=True)] if "labels" in metrics["validation"] else []),
         "## Use",
         f"```\nftune generate {run.path} \"Write a haiku about autumn.\"\nftune chat {run.path}\n```",
     ]
@@ -97,8 +119,7 @@ def write_generative_card(run, config: Config, manifest: dict[str, Any], metrics
 def write_preference_card(run, config: Config, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Model card of a DPO run: data, template, held-out preference scores before vs after."""
     training, before, after = metrics["training"], metrics["validation"]["before"], metrics["validation"]["after"]
-    files = "\n".join(f"- {f['role']}: `{f['path']}` ({f['format']}, sha256 `{f['sha256'][:12]}…`, "
-                      f"{f['used_rows']:,} rows used, {f['bad_rows']} bad rows skipped)" for f in manifest["files"])
+    files = _file_lines(manifest)
     rows = ["| | preference accuracy | reward margin | likelihood accuracy |", "|---|---:|---:|---:|"]
     for name, scores in (("before training", before), ("after training", after)):
         rows.append(f"| {name} | {scores['preference_accuracy']:.4f} | {scores['reward_margin']:.4f} | "

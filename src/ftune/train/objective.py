@@ -10,13 +10,13 @@ def resolve_objective(config: Config) -> str:
     """classification | sft | dpo. ``objective=auto`` decides from ``data.format`` or the file."""
     from ftune.data.formats import get_format
 
-    name, fmt = config.objective.name, config.data.format  # both checked against the registries already
-    if fmt == "auto" and config.data.train:
-        fmt = _detect(config.data.train)
-    data_objective = ("classification" if fmt in ("auto", "classification")
+    name = config.objective.name
+    fmt = data_format(config)
+    data_objective = ("classification" if fmt == "classification"
                       else "dpo" if get_format(fmt).kind == "preference" else "sft")
     objective = data_objective if name == "auto" else name
-    if objective != data_objective and not (objective == "sft" and data_objective == "dpo"):
+    # SFT also takes preference pairs (their chosen replies) and labeled rows (phrased as chat).
+    if objective != data_objective and not (objective == "sft" and data_objective in ("dpo", "classification")):
         raise ConfigError([f"objective.name = {name!r}: the data ({fmt}) calls for objective={data_objective}"])
     if objective != "classification" and _model_kind(config.model.name) == "encoder":
         raise ConfigError([f"model.name = {config.model.name!r}: is an encoder; {objective} on {fmt} data needs "
@@ -34,6 +34,15 @@ def _model_kind(name: str) -> str:
     from ftune.models.load import model_kind  # reads config.json only
 
     return model_kind(Path(name))
+
+
+def data_format(config: Config) -> str:
+    """``data.format``, or the format detected from the training file ("classification" for
+    labeled rows and for the built-in demo)."""
+    fmt = config.data.format
+    if fmt == "auto":
+        fmt = _detect(config.data.train) if config.data.train else "classification"
+    return fmt
 
 
 def _detect(path: str) -> str:
