@@ -45,9 +45,15 @@ def test_minilm_lora_on_sst2_subset_beats_tfidf(tmp_path):
     assert validation["model"]["accuracy"] > validation["tfidf_logreg"]["accuracy"] + 0.03
     assert read_json(run / "metrics.json")["training"]["stopped_by_time_budget"] in (True, False)
 
-    evaluated = run_ftune("eval", str(run), "--data", str(data), "--json", cwd=tmp_path, timeout=900)
+    sample = tmp_path / "sample.tsv.gz"  # re-evaluation reads gzip too
+    import gzip
+
+    with gzip.open(sample, "wt", encoding="utf-8") as handle:
+        handle.writelines(data.read_text(encoding="utf-8").splitlines(keepends=True)[:1001])
+    evaluated = run_ftune("eval", str(run), "--data", str(sample), "--json", cwd=tmp_path, timeout=900)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert json.loads(evaluated.stdout)["n"] == 67_347
+    scores = json.loads(evaluated.stdout)
+    assert scores["n"] == 1000 and scores["accuracy"] > 0.7
 
 
 def test_minilm_on_ag_news_headerless_four_classes(tmp_path):
@@ -77,3 +83,33 @@ def test_smollm2_lora_classifier_trains_and_predicts(tmp_path):
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     row = json.loads(predicted.stdout)
     assert row["label"] in ("0", "1") and sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_smollm2_sft_on_alpaca_learns_to_answer_and_stop(tmp_path):
+    need_model("smollm2-135m")
+    data = shared_file("alpaca/alpaca_2k.jsonl")
+    result = run_ftune("train", "model=smollm2-135m", f"data.train={data}", "data.max_rows=120",
+                       "data.validation_fraction=0.1", "train.max_steps=6", "train.batch_size=4",
+                       "model.max_length=256", "generate.samples=1", "generate.max_new_tokens=24",
+                       cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run_dir(tmp_path)
+    validation = read_json(run / "metrics.json")["validation"]
+    assert validation["after"]["loss"] < validation["before"]["loss"]
+    assert read_json(run / "data.json")["template"] == "chat"  # SmolLM2's own ChatML template
+    generated = run_ftune("generate", str(run), "Name a primary colour.", "--json", "--temperature", "0",
+                          "--max-new-tokens", "24", cwd=tmp_path, timeout=600)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    assert json.loads(generated.stdout)["reply"]
+
+
+def test_smollm2_dpo_on_hh_pairs_runs_with_the_adapter_as_reference(tmp_path):
+    need_model("smollm2-135m")
+    data = shared_file("hh_rlhf/train.jsonl")
+    result = run_ftune("train", "model=smollm2-135m", f"data.train={data}", "data.max_rows=60",
+                       "data.validation_fraction=0.1", "train.max_steps=4", "train.batch_size=2",
+                       "model.max_length=192", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_json(only_run_dir(tmp_path) / "metrics.json")
+    assert metrics["validation"]["before"]["preference_accuracy"] == 0.5
+    assert metrics["validation"]["after"]["n"] == 6
