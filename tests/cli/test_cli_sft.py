@@ -109,3 +109,12 @@ def test_labeled_task_as_chat_reports_label_accuracy_against_prompting(tmp_path,
     manifest = read_json(run / "data.json")
     assert manifest["label_words"] == {"negative": "bad", "positive": "good"}
     assert manifest["instruction"] == "Classify the text. Answer with one of: bad, good."
+
+
+def test_padding_free_batching_trains(tmp_path, tiny_llama_dir):
+    result = run_ftune("train", f"model={tiny_llama_dir}", f"data.train={GEN / 'chat.jsonl'}",
+                       "train.batching=padding_free", "train.max_steps=3", "generate.samples=0",
+                       "data.validation_fraction=0.2", "model.max_length=96", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    training = read_json(only_run_dir(tmp_path) / "metrics.json")["training"]
+    assert training["optimizer_steps"] == 3 and training["tokens_per_second"] > 0

@@ -78,6 +78,7 @@ class TrainConfig:
     scheduler: Literal["linear", "cosine", "constant"] = setting("linear", "learning-rate decay after warmup")
     gradient_accumulation_steps: int = setting(1, "device steps per optimizer step")
     gradient_checkpointing: bool = setting(False, "recompute activations in backward to save memory")
+    batching: Literal["group_by_length", "padding_free"] = setting("group_by_length", "SFT batches: similar lengths with dynamic padding (fastest on CPU), or padding-free packing with per-sequence position ids")
     early_stopping_patience: int | None = setting(None, "stop after this many evaluations without improvement; empty = off")
     metric: Literal["accuracy", "f1"] = setting("accuracy", "validation metric for best-model selection and early stopping")
     evals_per_epoch: int = setting(1, "validation evaluations per epoch")

@@ -113,8 +113,13 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
         echo("ftune: zero- and few-shot prompting of the base model ...")
         label_scores = labeled.base_scores(config, prepared.model, tokenizer, template)
 
+    train_collator = collator
+    if config.train.batching == "padding_free":
+        from ftune.data.collate import PaddingFreeCollator
+
+        train_collator = PaddingFreeCollator()
     session = build_trainer(config, method, prepared, EncodedDataset(train_items), EncodedDataset(validation_items),
-                            collator, run, metric="loss", greater_is_better=False,
+                            train_collator, run, metric="loss", greater_is_better=False,
                             eval_batch_size=_scoring_batch_size(config))
     training = run_training(session, config, echo)
     after = _measure(config, session.trainer.model, tokenizer, template, validation_items, collator, prompts,
