@@ -109,6 +109,19 @@ def test_labeled_task_as_chat_reports_label_accuracy_against_prompting(tmp_path,
     manifest = read_json(run / "data.json")
     assert manifest["label_words"] == {"negative": "bad", "positive": "good"}
     assert manifest["instruction"] == "Classify the text. Answer with one of: bad, good."
+    evaluated = run_ftune("eval", str(run), "--data", str(FIXTURES / "reviews.jsonl"), "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    scores = json.loads(evaluated.stdout)
+    assert scores["n"] == 40 and 0 <= scores["accuracy"] <= 1 and "f1" in scores
+
+
+def test_eval_of_a_base_model_on_preference_pairs(tmp_path, tiny_llama_dir):
+    result = run_ftune("eval", str(tiny_llama_dir), "--data", str(GEN / "preference.jsonl"), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(result.stdout)
+    # A base model is its own reference: every implicit-reward margin is 0.
+    assert scores["preference_accuracy"] == 0.5 and scores["reward_margin"] == 0
+    assert 0 <= scores["likelihood_accuracy"] <= 1 and scores["n"] > 0
 
 
 def test_padding_free_batching_trains(tmp_path, tiny_llama_dir):

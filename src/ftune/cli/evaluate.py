@@ -35,10 +35,12 @@ def run(args) -> int:
         scores = evaluate_generative(args.run_dir, args.data, data_format=data_format)
         if args.json:
             print(json.dumps(scores))
-        else:
-            print(f"{args.data}: {scores['n']:,} {scores['format']} examples, {scores['tokens']:,} response tokens "
-                  f"(template {scores['template']})")
-            print(f"  loss        {scores['loss']:.4f}\n  perplexity  {scores['perplexity']:.2f}")
+            return 0
+        print(f"{args.data}: {scores['n']:,} rows")
+        for key in ("loss", "perplexity", "accuracy", "f1", "preference_accuracy", "reward_margin",
+                    "likelihood_accuracy", "tokens"):
+            if scores.get(key) is not None:
+                print(f"  {key:<20}{scores[key]:.4f}" if isinstance(scores[key], float) else f"  {key:<20}{scores[key]}")
         return 0
     metrics = evaluate_run_on_file(args.run_dir, args.data, args.overrides, batch_size=args.batch_size)
     if args.json:

@@ -91,21 +91,53 @@ def is_classification_run(source: str | Path) -> bool:
 
 
 def evaluate_generative(source: str, path: str | Path, *, data_format: str = "auto", max_length: int = 1024,
-                        batch_size: int = 4) -> dict[str, Any]:
-    """Loss and perplexity on the response tokens of SFT data, for a run or a base model."""
+                        batch_size: int = 4, beta: float = 0.1) -> dict[str, Any]:
+    """What fits the data, for a generative run or a base model: loss and perplexity on the
+    response tokens of SFT data; preference accuracy and reward margin on preference pairs;
+    label accuracy on labeled rows for a run trained on a labeled task as chat."""
     from ftune.data.collate import PaddedCausalCollator
-    from ftune.data.generative import format_generative_bad_rows, load_generative_file
+    from ftune.data.generative import detect_file_format, format_generative_bad_rows, load_generative_file
     from ftune.eval.generative import response_loss
     from ftune.eval.generator import load_generator
     from ftune.train.sft import encode_examples
 
+    generator = load_generator(source)
+    if data_format == "classification" or (data_format == "auto" and detect_file_format(path) is None):
+        return _label_accuracy_of_run(source, path, generator)
     examples = load_generative_file(path, format=data_format)
     if examples.bad_rows:
         import sys
 
         print(f"ftune: {format_generative_bad_rows(examples)}", file=sys.stderr)
-    generator = load_generator(source)
+    if examples.kind == "preference":
+        from ftune.eval.preference import encode_pair, preference_scores
+
+        pairs = [encode_pair(p, generator.template, generator.tokenizer, max_length) for p in examples.examples]
+        scores = preference_scores(generator.model, pairs, beta)
+        return {**scores, "format": examples.format, "template": generator.template.name}
     encoded, truncated = encode_examples(examples.examples, generator.template, generator.tokenizer, max_length)
+    if not encoded:
+        raise FtuneError(f"{path}: no example has response tokens left within {max_length} tokens")
     scores = response_loss(generator.model, encoded, PaddedCausalCollator.from_tokenizer(generator.tokenizer),
                            batch_size=batch_size)
     return {**scores, "format": examples.format, "template": generator.template.name, "truncated": truncated}
+
+
+def _label_accuracy_of_run(source: str, path: str | Path, generator) -> dict[str, Any]:
+    """Label accuracy (by likelihood of each label's reply) of a run trained on a labeled task."""
+    from ftune.data.classification import load_labeled_file
+    from ftune.eval.label_scoring import label_accuracy
+
+    info_path = Path(source) / "model" / "ftune-model.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if "label_words" not in info:
+        raise FtuneError(f"{path}: labeled rows, but {source} was not trained on a labeled task as chat, so "
+                         "it has no label words to score (give SFT or preference data instead)")
+    data = run_data_settings(source, [])
+    examples = load_labeled_file(path, text_columns=data.text_columns, label_column=data.label_column,
+                                 header=data.header, delimiter=data.delimiter, text_separator=data.text_separator,
+                                 allowed_labels=info["labels"], max_bad_fraction=data.max_bad_fraction)
+    index = {name: i for i, name in enumerate(info["labels"])}
+    return label_accuracy(generator.model, generator.tokenizer, generator.template, examples.texts,
+                          [index[label] for label in examples.labels], info["labels"], info["label_words"],
+                          info["instruction"])

@@ -134,8 +134,11 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
         {"prompt": [m.__dict__ for m in p], "before": b, "after": a}
         for p, b, a in zip(prompts, before["samples"], after["samples"])
     ])
-    save_run_model(config, method, session.trainer.model, tokenizer, run, task="causal_lm",
-                   extra={"template": template.name})
+    extra = {"template": template.name}
+    if labeled:  # lets `ftune eval RUN --data labeled.csv` score labels the same way
+        extra.update({"labels": labeled.data.label_names, "label_words": labeled.words,
+                      "instruction": labeled.instruction})
+    save_run_model(config, method, session.trainer.model, tokenizer, run, task="causal_lm", extra=extra)
     from ftune.train.model_card import write_generative_card
 
     write_generative_card(run, config, data.manifest, metrics)
