@@ -25,40 +25,26 @@ def encode_pair(pair, template, tokenizer, max_length: int) -> dict[str, list[in
     return {"prompt": prompt[-room:], "chosen": chosen[: max_length - 1], "rejected": rejected[: max_length - 1]}
 
 
-def _completion_logps(model, prompt: list[int], completion: list[int]) -> tuple[float, int]:
-    """Sum of log-probabilities of ``completion`` after ``prompt``, and its token count."""
-    import torch
-
-    device = next(model.parameters()).device
-    ids = torch.tensor([prompt + completion], device=device)
-    logits = model(input_ids=ids, use_cache=False).logits.float()[0, len(prompt) - 1: -1]
-    logps = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, len(prompt):, None]).squeeze(-1)
-    return float(logps.sum()), len(completion)
-
-
 def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta: float,
-                      reference=None, progress: bool = True) -> dict[str, Any]:
+                      reference=None, pad_id: int = 0, same_as_reference: bool = False) -> dict[str, Any]:
     """Scores of ``model`` on encoded pairs. ``reference`` is a model, or None for a PEFT model
-    whose adapters, disabled, give the reference (no second copy in memory)."""
-    import torch
+    whose adapters, disabled, give the reference (no second copy in memory).
+    ``same_as_reference`` (before training) skips the reference pass: every margin is 0."""
+    from ftune.eval.scoring import completion_logps
 
-    pairs = list(encoded_pairs)
-    if progress and len(pairs) > 8:
-        from tqdm.auto import tqdm
-
-        pairs = tqdm(pairs, desc="scoring pairs", unit="pair", leave=False)
+    pairs = [(p["prompt"], p[side]) for p in encoded_pairs for side in ("chosen", "rejected")]
+    policy = completion_logps(model, pairs, pad_id, batch_size=4, progress="scoring pairs")
+    if same_as_reference:
+        ref = policy
+    else:
+        with _reference(model, reference) as ref_model:
+            ref = completion_logps(ref_model, pairs, pad_id, batch_size=4, progress="scoring pairs (reference)")
     margins, likelihood_wins = [], 0.0
-    model.eval()
-    with torch.inference_mode():
-        for pair in pairs:
-            chosen, n_chosen = _completion_logps(model, pair["prompt"], pair["chosen"])
-            rejected, n_rejected = _completion_logps(model, pair["prompt"], pair["rejected"])
-            with _reference(model, reference) as ref:
-                ref_chosen, _ = _completion_logps(ref, pair["prompt"], pair["chosen"])
-                ref_rejected, _ = _completion_logps(ref, pair["prompt"], pair["rejected"])
-            margins.append(beta * ((chosen - ref_chosen) - (rejected - ref_rejected)))
-            per_token = chosen / n_chosen - rejected / n_rejected
-            likelihood_wins += 1.0 if per_token > 0 else 0.5 if per_token == 0 else 0.0
+    for i in range(0, len(pairs), 2):
+        (chosen, n_chosen), (rejected, n_rejected) = policy[i], policy[i + 1]
+        margins.append(beta * ((chosen - ref[i][0]) - (rejected - ref[i + 1][0])))
+        per_token = chosen / n_chosen - rejected / n_rejected
+        likelihood_wins += 1.0 if per_token > 0 else 0.5 if per_token == 0 else 0.0
     n = len(margins)
     wins = sum(1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins)
     return {"preference_accuracy": wins / n, "reward_margin": sum(margins) / n,

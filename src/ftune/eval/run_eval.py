@@ -113,7 +113,9 @@ def evaluate_generative(source: str, path: str | Path, *, data_format: str = "au
         from ftune.eval.preference import encode_pair, preference_scores
 
         pairs = [encode_pair(p, generator.template, generator.tokenizer, max_length) for p in examples.examples]
-        scores = preference_scores(generator.model, pairs, beta)
+        reference, is_base = _preference_reference(source)
+        pad_id = generator.tokenizer.pad_token_id or 0
+        scores = preference_scores(generator.model, pairs, beta, reference, pad_id, same_as_reference=is_base)
         return {**scores, "format": examples.format, "template": generator.template.name}
     encoded, truncated = encode_examples(examples.examples, generator.template, generator.tokenizer, max_length)
     if not encoded:
@@ -141,3 +143,17 @@ def _label_accuracy_of_run(source: str, path: str | Path, generator) -> dict[str
     return label_accuracy(generator.model, generator.tokenizer, generator.template, examples.texts,
                           [index[label] for label in examples.labels], info["labels"], info["label_words"],
                           info["instruction"])
+
+def _preference_reference(source: str):
+    """(reference model or None, source is a base model). Adapter runs need no reference copy
+    (their adapters are disabled); full-model runs are compared with their base model."""
+    info_path = Path(source) / "model" / "ftune-model.json"
+    if not info_path.is_file():
+        return None, True
+    from ftune.methods import get_method_class
+    from ftune.models.load import load_causal_lm
+
+    info = json.loads(info_path.read_text())
+    if get_method_class(info["method"]).saves_adapter:
+        return None, False
+    return load_causal_lm(info["base_model"]).model, False

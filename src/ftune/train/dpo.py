@@ -63,7 +63,9 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     reference = None if method.saves_adapter else load_causal_lm(config.model.name).model
     held_out = [encode_pair(p, template, tokenizer, config.model.max_length) for p in data.validation]
     echo("ftune: measuring the model before training ...")
-    before = preference_scores(prepared.model, held_out, config.objective.beta, reference)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    before = preference_scores(prepared.model, held_out, config.objective.beta, reference, pad_id,
+                               same_as_reference=True)  # untrained: the model is its reference
 
     t = config.train
     session = build_trainer(
@@ -79,7 +81,7 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     )
     training = run_training(session, config, echo)
     echo("ftune: measuring the model after training ...")
-    after = preference_scores(session.trainer.model, held_out, config.objective.beta, reference)
+    after = preference_scores(session.trainer.model, held_out, config.objective.beta, reference, pad_id)
 
     metrics: dict[str, Any] = {"validation": {"before": before, "after": after}, "training": training}
     run.write_json("metrics.json", metrics)
