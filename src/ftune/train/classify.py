@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftune.config import Config, config_to_dict
+from ftune.config import Config
 from ftune.config.dump import render_config
 from ftune.config.schema import DEFAULT_MAX_LENGTH
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.config.dump import render_config
 from ftune.config.schema import DEFAULT_MAX_LENGTH
-from ftune.train.classify import TrainedRun, default_run_name
+from ftune.train.classify import TrainedRun
 
 
 def preference_rows(pairs, template, tokenizer) -> list[dict[str, str]]:
@@ -34,26 +33,19 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     from trl import DPOConfig, DPOTrainer
 
     from ftune.data.prepare_generative import build_generative_data
-    from ftune.data.templates import resolve_template
     from ftune.eval.preference import encode_pair, preference_scores
     from ftune.methods import build_method
     from ftune.models.load import load_causal_lm
-    from ftune.train.loop import build_trainer, prepare_model, run_training
-    from ftune.train.run_dir import RunDir
+    from ftune.train.loop import build_trainer, run_training, start_generative_run
     from ftune.train.ship import save_run_model
 
     if config.model.max_length is None:
         config.model.max_length = DEFAULT_MAX_LENGTH["dpo"]
     method = build_method(config.method.name, config.method.options)
     data = build_generative_data(config.data, config.train.seed)
-    for notice in data.notices:
-        echo(f"ftune: {notice}")
-    run = RunDir.create(config.run.dir, config.run.name or default_run_name(config) + "-dpo")
-    run.write_text("config.yaml", render_config(config))
-
-    prepared = prepare_model(config, method, lambda: load_causal_lm(config.model.name, config.model.trust_remote_code), echo)
+    start = start_generative_run(config, method, data, "dpo", echo)
+    run, prepared, template = start.run, start.prepared, start.template
     tokenizer = prepared.task.tokenizer
-    template = resolve_template(config.data.template, tokenizer)
     data.manifest.update({"template": template.name, "max_length": config.model.max_length})
     run.write_json("data.json", data.manifest)
     echo(f"ftune: {len(data.train):,} training / {len(data.validation):,} validation preference pairs "

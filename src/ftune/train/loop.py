@@ -49,6 +49,32 @@ def prepare_model(config: Config, method, load_task: Callable[[], Any], echo=pri
 
 
 @dataclass
+class GenerativeStart:
+    run: Any  # RunDir
+    method: Any
+    prepared: PreparedModel
+    template: Any  # ftune.data.templates.Template
+
+
+def start_generative_run(config: Config, method, data, suffix: str, echo=print) -> GenerativeStart:
+    """What SFT and DPO runs share before training: notices, the run directory with its
+    config, the causal LM with the technique applied, and the chat template."""
+    from ftune.config.dump import render_config
+    from ftune.data.templates import resolve_template
+    from ftune.models.load import load_causal_lm
+    from ftune.train.classify import default_run_name
+    from ftune.train.run_dir import RunDir
+
+    for notice in data.notices:
+        echo(f"ftune: {notice}")
+    run = RunDir.create(config.run.dir, config.run.name or f"{default_run_name(config)}-{suffix}")
+    run.write_text("config.yaml", render_config(config))
+    prepared = prepare_model(
+        config, method, lambda: load_causal_lm(config.model.name, config.model.trust_remote_code), echo)
+    return GenerativeStart(run, method, prepared, resolve_template(config.data.template, prepared.task.tokenizer))
+
+
+@dataclass
 class TrainingSession:
     trainer: Any
     prepared: PreparedModel

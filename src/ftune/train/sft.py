@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.config.dump import render_config
 from ftune.config.schema import DEFAULT_MAX_LENGTH
-from ftune.train.classify import TrainedRun, default_run_name
+from ftune.train.classify import TrainedRun
 
 
 def encode_example(example, template, tokenizer, max_length: int):
@@ -72,11 +71,8 @@ def sample_prompts(examples, count: int) -> list[list[Any]]:
 def train_sft(config: Config, echo=print) -> TrainedRun:
     from ftune.data.collate import PaddedCausalCollator
     from ftune.data.prepare_generative import build_generative_data
-    from ftune.data.templates import resolve_template
     from ftune.methods import build_method
-    from ftune.models.load import load_causal_lm
-    from ftune.train.loop import build_trainer, prepare_model, run_training
-    from ftune.train.run_dir import RunDir
+    from ftune.train.loop import build_trainer, run_training, start_generative_run
     from ftune.train.ship import save_run_model
 
     if config.model.max_length is None:
@@ -89,14 +85,9 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
         data, labeled = labeled_task_as_chat(config)
     else:
         data = build_generative_data(config.data, config.train.seed)
-    for notice in data.notices:
-        echo(f"ftune: {notice}")
-    run = RunDir.create(config.run.dir, config.run.name or default_run_name(config) + "-sft")
-    run.write_text("config.yaml", render_config(config))
-
-    prepared = prepare_model(config, method, lambda: load_causal_lm(config.model.name, config.model.trust_remote_code), echo)
+    start = start_generative_run(config, method, data, "sft", echo)
+    run, prepared, template = start.run, start.prepared, start.template
     tokenizer = prepared.task.tokenizer
-    template = resolve_template(config.data.template, tokenizer)
     train_items, train_truncated = encode_examples(data.train, template, tokenizer, config.model.max_length)
     validation_items, _ = encode_examples(data.validation, template, tokenizer, config.model.max_length)
     data.manifest.update({"template": template.name, "truncated_train_rows": train_truncated,
