@@ -36,6 +36,15 @@ class Generator:
                                 seed=seed, streamer=streamer)[0]
 
 
+def require_finished_run(path: str | Path) -> None:
+    """A run directory (it has config.yaml or runs/ in its path) must hold a finished model."""
+    path = Path(path)
+    looks_like_run = (path / "config.yaml").is_file() or path.parent.name == "runs"
+    if looks_like_run and path.is_dir() and not (path / MODEL_DIR / MODEL_INFO).is_file():
+        raise FtuneError(f"{path}: not a finished ftune run (no {MODEL_DIR}/{MODEL_INFO}); the run may have "
+                         "been interrupted before its model was saved")
+
+
 def load_generator(run_or_model: str, template: str | None = None, trust_remote_code: bool = False) -> Generator:
     """A run directory written by an SFT run, a built-in model name, or a local model directory."""
     from ftune.data.templates import resolve_template
@@ -43,6 +52,7 @@ def load_generator(run_or_model: str, template: str | None = None, trust_remote_
     from ftune.models.load import load_causal_lm, load_tokenizer
 
     info_path = Path(run_or_model) / MODEL_DIR / MODEL_INFO
+    require_finished_run(run_or_model)
     if info_path.is_file():
         info = json.loads(info_path.read_text())
         if info.get("task") != "causal_lm":
