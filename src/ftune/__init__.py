@@ -10,3 +10,9 @@ _os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 _os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
+
+# bitsandbytes (imported by peft) warns on every import of its CPU backend that an optional
+# kernel hub package is missing; ftune never downloads kernels, and the fallback is correct.
+import logging as _logging
+
+_logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)

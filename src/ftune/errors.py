@@ -5,6 +5,10 @@ class FtuneError(Exception):
     """An error whose message is complete and meant for the user."""
 
 
+class MethodNotApplicable(FtuneError):
+    """The technique cannot work on this model (e.g. BitFit on a model without biases)."""
+
+
 class ConfigError(FtuneError):
     """One or more configuration problems, all collected before anything heavy runs."""
 

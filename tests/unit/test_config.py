@@ -28,7 +28,8 @@ def test_defaults_are_the_documented_default_job():
     config = load_config()
     assert config.model.name == "minilm-l6"
     assert config.method.name == "lora"
-    assert config.method.options == {"r": 16, "alpha": 32.0, "dropout": 0.05, "target_modules": "attention"}
+    assert config.method.options == {"r": 16, "alpha": 32.0, "dropout": 0.05, "target_modules": "attention",
+                                     "use_dora": False, "use_rslora": False}
     assert config.data.train is None and config.data.validation_fraction == 0.1
 
 
@@ -97,7 +98,8 @@ def test_option_of_another_technique_says_whose_it_is():
 
 def test_unknown_technique_lists_the_registry():
     (problem,) = problems_of(None, ["method=lorra"])
-    assert "choose one of bitfit, freeze, full, lora" in problem and 'Did you mean "lora"?' in problem
+    assert "choose one of adapter, bitfit, dora, freeze, full, ia3, lora, prefix, prompt, ptuning, qlora, rslora" in problem
+    assert 'Did you mean "lora"?' in problem
 
 
 @pytest.mark.parametrize("override, expected", [

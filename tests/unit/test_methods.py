@@ -29,12 +29,29 @@ EXPECTED_TRAINABLE = {
     # freeze (default layers=2, tiny models have 2 blocks): both blocks, final norm / pooler, head
     "freeze": lambda name, task: "embed" not in name,
     "lora": lambda name, task: "lora_" in name or "modules_to_save" in name,
+    "dora": lambda name, task: "lora_" in name or "modules_to_save" in name,  # incl. lora_magnitude_vector
+    "rslora": lambda name, task: "lora_" in name or "modules_to_save" in name,
+    "qlora": lambda name, task: "lora_" in name or "modules_to_save" in name,
+    "ia3": lambda name, task: "ia3_" in name or "modules_to_save" in name,
+    "prompt": lambda name, task: name.startswith("prompt_encoder.") or "modules_to_save" in name,
+    "prefix": lambda name, task: name.startswith("prompt_encoder.") or "modules_to_save" in name,
+    "ptuning": lambda name, task: name.startswith("prompt_encoder.") or "modules_to_save" in name,
+    "adapter": lambda name, task: ".adapter." in name or task.is_head(name),
 }
 
 
-def _task(model_dir):
+def _unwrapped(name: str) -> str:
+    """A parameter's name in the bare model, whatever wrapper PEFT put around it."""
+    for prefix in ("base_model.model.", "base_model."):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return name.replace(".modules_to_save.default", "").replace(".original_module", "")
+
+
+def _task(model_dir, method=None):
     torch.manual_seed(0)
-    return load_classifier(str(model_dir), LABELS)
+    return load_classifier(str(model_dir), LABELS, **(method.model_load_options("cpu") if method else {}))
 
 
 def _batch(task):
@@ -44,9 +61,11 @@ def _batch(task):
     return batch
 
 
-def _applicable(name, task):
+def _applicable(name, model_dir):
+    """The method, the tiny model loaded as the method asks (4-bit for QLoRA), its problems."""
     method = build_method(name)
-    return method, method.check(task)
+    task = _task(model_dir, method)
+    return method, task, method.check(task)
 
 
 @pytest.fixture(params=["tiny_bert_dir", "tiny_llama_dir"])
@@ -56,16 +75,14 @@ def model_dir(request):
 
 @pytest.mark.parametrize("name", method_names())
 def test_only_intended_parameters_train_and_all_of_them_move(name, model_dir):
-    task = _task(model_dir)
-    method, problems = _applicable(name, task)
+    method, task, problems = _applicable(name, model_dir)
     if problems:
         assert name == "bitfit" and "no bias terms" in problems[0]  # Llama has no biases
         pytest.skip(problems[0])
     model = method.apply(task.model, task)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert trainable, "nothing trains"
-    assert any(task.is_head(n.replace("base_model.model.", "").replace(".modules_to_save.default", "")
-                            .replace(".original_module", "")) for n in trainable), "the head must train"
+    assert any(task.is_head(_unwrapped(n)) for n in trainable), "the head must train"
     if name in EXPECTED_TRAINABLE:
         wrong = [n for n, p in model.named_parameters() if p.requires_grad != EXPECTED_TRAINABLE[name](n, task)]
         assert not wrong, f"{name}: unexpected trainability of {wrong[:5]}"
@@ -82,8 +99,7 @@ def test_only_intended_parameters_train_and_all_of_them_move(name, model_dir):
 
 @pytest.mark.parametrize("name", method_names())
 def test_save_then_load_reproduces_outputs(name, model_dir, tmp_path):
-    task = _task(model_dir)
-    method, problems = _applicable(name, task)
+    method, task, problems = _applicable(name, model_dir)
     if problems:
         pytest.skip(problems[0])
     model = method.apply(task.model, task)
@@ -96,7 +112,7 @@ def test_save_then_load_reproduces_outputs(name, model_dir, tmp_path):
     with torch.no_grad():
         expected = model(**batch).logits
     method.save(model, tmp_path)
-    reloaded = method.load(tmp_path, lambda: load_classifier(str(model_dir), LABELS).model)
+    reloaded = method.load(tmp_path, lambda **options: load_classifier(str(model_dir), LABELS, **options).model)
     reloaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, expected)
@@ -125,3 +141,38 @@ def test_lora_presets_pick_attention_or_all_linear(tiny_llama_dir):
     assert build_method("lora", {"target_modules": ["q_proj", "v_proj"]}).target_layers(task) == [
         n for n in attention if n.endswith(("q_proj", "v_proj"))]
     assert "matches no linear layer" in build_method("lora", {"target_modules": ["nope"]}).check(task)[0]
+
+
+MERGEABLE_ADAPTERS = [n for n in method_names()
+                      if build_method(n).capabilities.mergeable and build_method(n).saves_adapter]
+
+
+@pytest.mark.parametrize("name", MERGEABLE_ADAPTERS)
+def test_merged_model_equals_the_adapter_model(name, model_dir):
+    method, task, _ = _applicable(name, model_dir)
+    model = method.apply(task.model, task)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(**_batch(task)).loss.backward()
+        optimizer.step()
+    model.eval()
+    batch = {k: v for k, v in _batch(task).items() if k != "labels"}
+    with torch.no_grad():
+        expected = model(**batch).logits
+        merged = model.merge_and_unload()
+        assert not any("lora_" in n or "ia3_" in n for n, _ in merged.named_parameters())
+        torch.testing.assert_close(merged(**batch).logits, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_capabilities_are_declared_and_checked_before_loading():
+    from ftune.config import load_config
+    from ftune.errors import ConfigError
+
+    assert {"lora", "dora", "rslora", "ia3"} <= set(MERGEABLE_ADAPTERS)
+    assert not any(build_method(n).capabilities.mergeable for n in ("qlora", "prompt", "prefix", "ptuning", "adapter"))
+    assert [n for n in method_names() if build_method(n).capabilities.quantized_base] == ["qlora"]
+    for name in ("prompt", "adapter", "qlora"):
+        with pytest.raises(ConfigError, match=f"run.merge = true: '{name}' adapters cannot be merged"):
+            load_config(None, [f"method={name}", "run.merge=true"])

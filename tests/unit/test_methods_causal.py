@@ -31,8 +31,8 @@ def _batch(tokenizer):
 
 @pytest.mark.parametrize("name", method_names())
 def test_technique_trains_and_reloads_a_causal_lm(name, biased_llama_dir, tmp_path):
-    task = load_causal_lm(str(biased_llama_dir))
     method = build_method(name)
+    task = load_causal_lm(str(biased_llama_dir), **method.model_load_options("cpu"))
     assert method.check(task) == []
     model = method.apply(task.model, task)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -50,7 +50,7 @@ def test_technique_trains_and_reloads_a_causal_lm(name, biased_llama_dir, tmp_pa
     with torch.no_grad():
         expected = model(**inputs).logits
     method.save(model, tmp_path)
-    reloaded = method.load(tmp_path, lambda: load_causal_lm(str(biased_llama_dir)).model, task="causal_lm")
+    reloaded = method.load(tmp_path, lambda **options: load_causal_lm(str(biased_llama_dir), **options).model, task="causal_lm")
     reloaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, expected)

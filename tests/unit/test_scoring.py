@@ -25,3 +25,29 @@ def test_batched_scores_equal_one_by_one(tiny_llama_dir):
     logps = torch.log_softmax(logits, -1)
     expected = sum(float(logps[len(prompt) - 1 + k, t]) for k, t in enumerate(completion))
     assert abs(batched[0][0] - expected) < 1e-4
+
+
+def test_long_preference_prompts_lose_their_oldest_turns_first():
+    from ftune.data.conversation import Message, PreferencePair
+    from ftune.data.templates import resolve_template
+    from ftune.eval.preference import encode_pair, fit_prompt_turns
+    from tests.unit.test_templates_masking import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    template = resolve_template("chatml", tokenizer)
+    turns = [Message("system", "be kind")]
+    for i in range(6):
+        turns += [Message("user", f"question {i} " + "word " * 20), Message("assistant", f"answer {i} " + "word " * 20)]
+    pair = PreferencePair(turns + [Message("user", "last question")], chosen="yes please", rejected="no")
+    length = lambda p: len(tokenizer(template.render_prompt(p.prompt), add_special_tokens=False)["input_ids"])  # noqa: E731
+
+    fitted = fit_prompt_turns(pair, template, tokenizer, max_length=length(pair) // 2)
+    assert fitted.prompt[0] == Message("system", "be kind")  # kept
+    assert fitted.prompt[-1] == Message("user", "last question")
+    assert fitted.prompt[1].role == "user" and fitted.prompt[1:] == pair.prompt[-len(fitted.prompt) + 1:]
+    assert length(fitted) <= length(pair) // 2 < length(pair)
+    assert fit_prompt_turns(pair, template, tokenizer, max_length=10_000) is pair  # fits: untouched
+    tiny = fit_prompt_turns(pair, template, tokenizer, max_length=8)  # cannot fit: the last user turn stays
+    assert tiny.prompt == [Message("system", "be kind"), Message("user", "last question")]
+    encoded = encode_pair(pair, template, tokenizer, max_length=8)
+    assert len(encoded["prompt"]) + len(encoded["chosen"]) <= 8 + len(encoded["chosen"]) and encoded["chosen"]

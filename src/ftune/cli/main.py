@@ -14,6 +14,7 @@ COMMANDS = {
     "generate": "ftune.cli.generate",
     "chat": "ftune.cli.chat",
     "data": "ftune.cli.data",
+    "compare": "ftune.cli.compare",
     "config": "ftune.cli.config",
 }
 

@@ -22,10 +22,17 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ftune.cli.main import split_config_and_overrides
     from ftune.config import load_config
-    from ftune.train.objective import resolve_objective
 
     path, overrides = split_config_and_overrides(args.settings)
     config = load_config(path, overrides)  # every config problem surfaces here, before any import of torch
+    train_and_report(config)
+    return 0
+
+
+def train_and_report(config):
+    """Train with the objective the config and data call for, print its results; the TrainedRun."""
+    from ftune.train.objective import resolve_objective
+
     objective = resolve_objective(config)
     if objective == "classification":
         return _classification(config)
@@ -34,7 +41,7 @@ def run(args) -> int:
     return _dpo(config)
 
 
-def _classification(config) -> int:
+def _classification(config):
     from ftune.train.classify import train_classifier
     from ftune.train.model_card import results_table
 
@@ -44,10 +51,10 @@ def _classification(config) -> int:
             print(f"\n{split} split ({result.metrics[split]['model']['n']:,} rows):")
             print(results_table(result.metrics[split], f"{config.model.name} + {config.method.name}"))
     _summary(result)
-    return 0
+    return result
 
 
-def _sft(config) -> int:
+def _sft(config):
     from ftune.train.sft import train_sft
 
     result = train_sft(config)
@@ -65,10 +72,10 @@ def _sft(config) -> int:
               "label chosen by likelihood):")
         print(label_table(labels, f"{config.model.name} + {config.method.name} (SFT)"))
     _summary(result)
-    return 0
+    return result
 
 
-def _dpo(config) -> int:
+def _dpo(config):
     from ftune.train.dpo import train_dpo
 
     result = train_dpo(config)
@@ -79,7 +86,7 @@ def _dpo(config) -> int:
         print(f"{name:<18}{scores['preference_accuracy']:>16.4f}{scores['reward_margin']:>15.4f}"
               f"{scores['likelihood_accuracy']:>17.4f}")
     _summary(result)
-    return 0
+    return result
 
 
 def _summary(result) -> None:

@@ -100,10 +100,30 @@ def _check_method(config: Config, where) -> list[str]:
     from ftune.methods.base import get_method_class
 
     method = get_method_class(config.method.name)
-    if not method.capabilities.classification:
-        return [f"{where('method.name')}method.name = {config.method.name!r}: "
-                "this technique cannot train a classification head"]
-    return [f"{where('method.name')}{p}" for p in method.check_options(config.method.options)]
+    return [f"{where('method.name')}{p}" for p in method_capability_problems(method, config)
+            + method.check_options(config.method.options)]
+
+
+def method_capability_problems(method, config: Config) -> list[str]:
+    """What the technique cannot do that this config asks of it (before any model loads)."""
+    import importlib.util
+
+    name, objective, caps = config.method.name, config.objective.name, method.capabilities
+    problems = []
+    if objective == "classification" and not caps.classification:
+        problems.append(f"method.name = {name!r}: this technique cannot train a classification head")
+    if objective in ("sft", "dpo") and not caps.generation:
+        problems.append(f"method.name = {name!r}: this technique does not work with text generation ({objective})")
+    if caps.quantized_base:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            problems.append(f"method.name = {name!r}: needs bitsandbytes for the 4-bit base "
+                            "(pip install bitsandbytes)")
+        if config.train.precision == "fp16" and config.train.device != "cuda":
+            problems.append(f"method.name = {name!r}: a 4-bit base with fp16 needs a CUDA GPU; use train.precision=auto")
+    if config.run.merge and not caps.mergeable:
+        problems.append(f"run.merge = true: {name!r} adapters cannot be merged into the base weights; "
+                        "ship the adapter (run.merge=false)")
+    return problems
 
 
 def _get(config: Config, dotted: str):

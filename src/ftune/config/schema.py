@@ -101,6 +101,7 @@ class EvalConfig:
 class RunConfig:
     dir: str = setting("runs", "parent directory of run directories")
     name: str | None = setting(None, "run name; the directory is <dir>/<timestamp>-<name>")
+    merge: bool = setting(False, "ship the adapter merged into the base weights (one standalone model)")
 
 
 @dataclass

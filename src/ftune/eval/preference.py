@@ -13,10 +13,30 @@ import contextlib
 from typing import Any, Sequence
 
 
+def fit_prompt_turns(pair, template, tokenizer, max_length: int):
+    """The pair with its oldest conversation turns dropped (a system message is kept) until
+    prompt and the longer reply fit in ``max_length`` tokens, or only the last user turn is left.
+    Training and evaluation both see the end of a long conversation, where the replies are."""
+    from dataclasses import replace
+
+    end = template.end_of_turn or tokenizer.eos_token or ""
+    reply = max(len(tokenizer(r + end, add_special_tokens=False)["input_ids"]) for r in (pair.chosen, pair.rejected))
+    system = [m for m in pair.prompt[:1] if m.role == "system"]
+    turns = pair.prompt[len(system):]
+    while len(turns) > 1:
+        prompt_tokens = len(tokenizer(template.render_prompt(system + turns), add_special_tokens=False)["input_ids"])
+        if prompt_tokens + reply <= max_length:
+            break
+        turns = turns[2:] if len(turns) > 2 and turns[1].role == "assistant" else turns[1:]
+    return pair if len(turns) == len(pair.prompt) - len(system) else replace(pair, prompt=system + turns)
+
+
 def encode_pair(pair, template, tokenizer, max_length: int) -> dict[str, list[int]]:
-    """Prompt ids and the two completions (reply + end-of-turn), prompt cut from the left to fit."""
+    """Prompt ids and the two completions (reply + end-of-turn): the oldest turns dropped first,
+    then the prompt cut from the left if it still does not fit."""
     from ftune.data.masking import encode_prompt
 
+    pair = fit_prompt_turns(pair, template, tokenizer, max_length)
     prompt = encode_prompt(pair.prompt, template, tokenizer)
     end = template.end_of_turn or tokenizer.eos_token or ""
     chosen = tokenizer(pair.chosen + end, add_special_tokens=False)["input_ids"]

@@ -1,6 +1,6 @@
 """Adaptation techniques. Each module registers one; importing this package registers all."""
 
-from ftune.methods import bitfit, freeze, full, lora  # noqa: F401  (registration)
+from ftune.methods import adapter, bitfit, dora, freeze, full, ia3, lora, prefix, prompt, ptuning, qlora, rslora  # noqa: F401
 from ftune.methods.base import (
     Capabilities,
     Method,

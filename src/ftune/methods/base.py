@@ -55,6 +55,10 @@ class Method:
         """Make only this technique's parameters trainable; return the model to train."""
         raise NotImplementedError
 
+    def model_load_options(self, device: str) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments for the base model (QLoRA: 4-bit quantization)."""
+        return {}
+
     def check(self, task: TaskModel) -> list[str]:
         """Problems with these options for this model (e.g. more layers than it has)."""
         return []

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftune.config.schema import setting
-from ftune.methods.base import Capabilities, Method, register_method
+from ftune.methods.base import Capabilities, register_method
+from ftune.methods.peft_method import PeftMethod, peft_task_type
 
 PRESETS = ("attention", "all-linear")
 
@@ -19,17 +20,17 @@ class LoraOptions:
     target_modules: str | list[str] = setting(
         "attention", "preset (attention, all-linear) or a list of layer-name suffixes such as [q_proj, v_proj]"
     )
+    use_dora: bool = setting(False, "DoRA: split each update into magnitude and direction (Liu et al., 2024)")
+    use_rslora: bool = setting(False, "rsLoRA: scale updates by alpha / sqrt(r), stable at high ranks (Kalajdzievski, 2023)")
 
 
 @register_method("lora")
-class Lora(Method):
+class Lora(PeftMethod):
     """Low-Rank Adaptation (Hu et al., 2021), via PEFT. Ships as a small safetensors adapter."""
 
     Options = LoraOptions
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
     default_learning_rates = {"classification": 1e-3, "causal_lm": 2e-4, "preference": 5e-5}
-    saves_adapter = True
-
     @classmethod
     def check_options(cls, options):
         problems = []
@@ -60,27 +61,16 @@ class Lora(Method):
                     f"this model; e.g. {', '.join(sorted({n.rsplit('.', 1)[-1] for n in task.linear_layer_names()}))}"]
         return []
 
-    def _peft_config(self, task):
-        from peft import LoraConfig, TaskType
+    def peft_config(self, task):
+        from peft import LoraConfig
 
         return LoraConfig(
-            task_type=TaskType.CAUSAL_LM if task.task == "causal_lm" else TaskType.SEQ_CLS,
+            task_type=peft_task_type(task),
             r=self.options.r,
             lora_alpha=self.options.alpha,
             lora_dropout=self.options.dropout,
             target_modules=self.target_layers(task),
             modules_to_save=list(task.head_modules),
+            use_dora=self.options.use_dora,
+            use_rslora=self.options.use_rslora,
         )
-
-    def apply(self, model, task):
-        from peft import get_peft_model
-
-        return get_peft_model(model, self._peft_config(task))
-
-    def save(self, model, directory: Path) -> None:
-        model.save_pretrained(directory, safe_serialization=True)
-
-    def load(self, directory: Path, base_loader, task: str = "classification"):
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base_loader(), directory)

@@ -76,8 +76,9 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_classifier(name: str, label_names: list[str], trust_remote_code: bool = False) -> TaskModel:
-    """A sequence-classification model for ``label_names`` on top of ``name``."""
+def load_classifier(name: str, label_names: list[str], trust_remote_code: bool = False, **load_options) -> TaskModel:
+    """A sequence-classification model for ``label_names`` on top of ``name``. ``load_options``
+    go to ``from_pretrained`` (a technique's quantization config, for instance)."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -96,13 +97,19 @@ def load_classifier(name: str, label_names: list[str], trust_remote_code: bool =
             trust_remote_code=trust_remote_code,
             output_loading_info=True,
             dtype="float32",
+            **load_options,
         )
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     model.config.pad_token_id = tokenizer.pad_token_id
+    kind = model_kind(model_dir)
+    if kind == "decoder":
+        # A decoder classifies from its last real token: pad on the left so that is the last
+        # position, also when a technique (prompt tuning) feeds embeddings instead of ids.
+        tokenizer.padding_side = "left"
     head = _modules_of(info.get("missing_keys", []), model)
-    return TaskModel(model=model, tokenizer=tokenizer, kind=model_kind(model_dir), head_modules=head)
+    return TaskModel(model=model, tokenizer=tokenizer, kind=kind, head_modules=head)
 
 
 def _modules_of(parameter_names, model) -> list[str]:
@@ -112,7 +119,7 @@ def _modules_of(parameter_names, model) -> list[str]:
     return sorted(m for m in modules if m in known)
 
 
-def load_causal_lm(name: str, trust_remote_code: bool = False) -> TaskModel:
+def load_causal_lm(name: str, trust_remote_code: bool = False, **load_options) -> TaskModel:
     """A causal language model (its own LM head, nothing new) for generative fine-tuning."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -124,7 +131,8 @@ def load_causal_lm(name: str, trust_remote_code: bool = False) -> TaskModel:
     tokenizer = load_tokenizer(model_dir, trust_remote_code)
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust_remote_code, dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust_remote_code, dtype="float32",
+                                                     **load_options)
     finally:
         hf_logging.enable_progress_bar()
     return TaskModel(model=model, tokenizer=tokenizer, kind="decoder", head_modules=[], task="causal_lm")

@@ -44,8 +44,8 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     run.write_json("data.json", data.manifest)
     echo(f"ftune: run directory {run.path}")
 
-    prepared = prepare_model(config, method, lambda: load_classifier(
-        config.model.name, data.label_names, config.model.trust_remote_code), echo)
+    prepared = prepare_model(config, method, lambda **options: load_classifier(
+        config.model.name, data.label_names, config.model.trust_remote_code, **options), echo)
     tokenizer = prepared.task.tokenizer
     session = build_trainer(
         config, method, prepared,

@@ -14,13 +14,17 @@ from ftune.config.schema import DEFAULT_MAX_LENGTH
 from ftune.train.classify import TrainedRun
 
 
-def preference_rows(pairs, template, tokenizer) -> list[dict[str, str]]:
+def preference_rows(pairs, template, tokenizer, max_length: int) -> list[dict[str, str]]:
     """TRL's standard (text) preference rows, rendered with ftune's template so DPO sees
     exactly the text SFT and generation use: prompt up to the assistant header, replies
-    ending with the end-of-turn marker."""
+    ending with the end-of-turn marker. Long conversations lose their oldest turns first
+    (as in evaluation), so the truncation TRL applies does not cut away the replies."""
+    from ftune.eval.preference import fit_prompt_turns
+
     end = template.end_of_turn or tokenizer.eos_token
     rows = []
     for pair in pairs:
+        pair = fit_prompt_turns(pair, template, tokenizer, max_length)
         prompt = template.render_prompt(pair.prompt)
         # "length" (characters, a proxy for tokens) lets the Trainer group pairs of similar size.
         rows.append({"prompt": prompt, "chosen": pair.chosen + end, "rejected": pair.rejected + end,
@@ -62,8 +66,8 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     t = config.train
     session = build_trainer(
         config, method, prepared,
-        Dataset.from_list(preference_rows(data.train, template, tokenizer)),
-        Dataset.from_list(preference_rows(data.validation, template, tokenizer)),
+        Dataset.from_list(preference_rows(data.train, template, tokenizer, config.model.max_length)),
+        Dataset.from_list(preference_rows(data.validation, template, tokenizer, config.model.max_length)),
         None, run, metric="loss", greater_is_better=False, eval_batch_size=max(1, min(t.eval_batch_size, t.batch_size)),
         trainer_class=DPOTrainer, args_class=DPOConfig, learning_rate_key="preference",
         extra_args={"beta": config.objective.beta, "max_length": config.model.max_length,

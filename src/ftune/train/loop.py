@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ftune.config import Config
-from ftune.errors import FtuneError
+from ftune.errors import FtuneError, MethodNotApplicable
 
 
 @dataclass
@@ -26,7 +26,7 @@ class PreparedModel:
     plan: Any  # DevicePlan
 
 
-def prepare_model(config: Config, method, load_task: Callable[[], Any], echo=print) -> PreparedModel:
+def prepare_model(config: Config, method, load_task: Callable[..., Any], echo=print) -> PreparedModel:
     """Seed, pick the device, load the model, apply the technique, report what trains."""
     import torch
     from transformers import set_seed
@@ -37,10 +37,10 @@ def prepare_model(config: Config, method, load_task: Callable[[], Any], echo=pri
         torch.set_num_threads(config.train.threads)
     plan = plan_device(config.train.device, config.train.precision)
     set_seed(config.train.seed)
-    task = load_task()
+    task = load_task(**method.model_load_options(plan.device))
     problems = method.check(task)
     if problems:
-        raise FtuneError("\n".join(problems))
+        raise MethodNotApplicable("\n".join(problems))
     model = method.apply(task.model, task)
     trainable, total = count_parameters(model)
     echo(f"ftune: {config.model.name} + {config.method.name}: {trainable:,} of {total:,} parameters train "
@@ -70,7 +70,8 @@ def start_generative_run(config: Config, method, data, suffix: str, echo=print) 
     run = RunDir.create(config.run.dir, config.run.name or f"{default_run_name(config)}-{suffix}")
     run.write_text("config.yaml", render_config(config))
     prepared = prepare_model(
-        config, method, lambda: load_causal_lm(config.model.name, config.model.trust_remote_code), echo)
+        config, method, lambda **options: load_causal_lm(config.model.name, config.model.trust_remote_code, **options),
+        echo)
     return GenerativeStart(run, method, prepared, resolve_template(config.data.template, prepared.task.tokenizer))
 
 
@@ -174,7 +175,17 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         "interrupted": interrupted,
         "best_step": session.keep_best.best_step,
         "device": prepared.plan.device, "precision": prepared.plan.precision,
+        **_peak_device_memory(prepared.plan.device),
     }
+
+
+def _peak_device_memory(device: str) -> dict[str, float]:
+    """Peak memory the GPU allocator handed out during the process (none on CPU: use RSS)."""
+    import torch
+
+    if device == "cuda":
+        return {"peak_device_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+    return {}
 
 
 def _remove_if_empty(directory: Path) -> None:

@@ -18,11 +18,19 @@ def base_model_reference(name: str) -> str:
 def save_run_model(config: Config, method, model, tokenizer, run, *, task: str,
                    extra: dict[str, Any] | None = None) -> Path:
     staging = run.staging_model_dir()
+    method_name, method_options = config.method.name, config.method.options
+    if config.run.merge and method.saves_adapter:
+        # One standalone model: the adapter folded into the base weights, loaded like `full`.
+        from ftune.methods import build_method
+
+        model = model.merge_and_unload()
+        method, method_name, method_options = build_method("full"), "full", {}
+        extra = {**(extra or {}), "merged_from": config.method.name}
     method.save(model, staging)
     tokenizer.save_pretrained(staging)
     info = {
-        "task": task, "base_model": base_model_reference(config.model.name), "method": config.method.name,
-        "method_options": config.method.options, "max_length": config.model.max_length,
+        "task": task, "base_model": base_model_reference(config.model.name), "method": method_name,
+        "method_options": method_options, "max_length": config.model.max_length,
         "format": "safetensors", **(extra or {}), "config": config_to_dict(config),
     }
     return run.publish_model(staging, info)

@@ -1,0 +1,1 @@
+"""ftune compare: run several techniques on the same data, measure them, report."""

@@ -1,0 +1,136 @@
+"""Run a comparison: each technique (and seed) in its own process, measured from outside.
+
+A fresh process per technique keeps peak-memory figures clean (nothing left over from the
+previous model) and isolates crashes. Results are rewritten after every technique, so an
+interrupted comparison leaves a usable report; running it again skips finished techniques.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ftune.compare.plan import ComparePlan, Slot
+from ftune.config import config_to_dict
+
+FINISHED = ("ok", "not applicable")
+
+
+def run_comparison(plan: ComparePlan, directory: Path, command: str = "", echo=print) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    plan_path = directory / "plan.json"
+    if not plan_path.exists():
+        plan_path.write_text(plan.to_json())
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    slots = plan.slots
+    durations: list[float] = []
+    stop = False
+    for index, slot in enumerate(slots, 1):
+        if finished(directory, slot):
+            echo(f"ftune compare: [{index}/{len(slots)}] {slot.name}: finished in an earlier run, kept")
+            continue
+        remaining = sum(1 for s in slots[index - 1:] if not finished(directory, s))
+        echo(f"\nftune compare: [{index}/{len(slots)}] {slot.method} (seed {slot.seed}); "
+             f"{remaining} to run{_time_left(durations, remaining)}")
+        outcome, stop = run_slot(plan, directory, slot)
+        durations.append(outcome["wall_time_s"])
+        echo(f"ftune compare: {slot.name}: {outcome['status']} in {outcome['wall_time_s']:.0f} s, "
+             f"peak RSS {outcome['peak_rss_mb']:,.0f} MB" + (f" ({outcome['note']})" if outcome.get("note") else ""))
+        write_report(plan, directory, started, command)
+        if stop:
+            echo(f"ftune compare: interrupted; run the same command with --resume {directory} to continue")
+            break
+    return write_report(plan, directory, started, command)
+
+
+def finished(directory: Path, slot: Slot) -> bool:
+    path = directory / slot.name / "result.json"
+    return path.exists() and json.loads(path.read_text()).get("status") in FINISHED
+
+
+def run_slot(plan: ComparePlan, directory: Path, slot: Slot) -> tuple[dict[str, Any], bool]:
+    """Train one technique in a child process; its output passes through and is kept in output.log."""
+    slot_dir = directory / slot.name
+    if slot_dir.exists():
+        shutil.rmtree(slot_dir)  # an unfinished earlier attempt: start it over
+    slot_dir.mkdir(parents=True)
+    (slot_dir / "config.json").write_text(json.dumps(config_to_dict(plan.slot_config(slot)), indent=2))
+    started = time.monotonic()
+    interrupted = False
+    with open(slot_dir / "output.log", "wb") as log:
+        child = subprocess.Popen([sys.executable, "-m", "ftune.compare.worker", str(slot_dir)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                chunk = os.read(child.stdout.fileno(), 65536)
+            except KeyboardInterrupt:
+                # The child got the same Ctrl-C: it stops training, evaluates and saves. A second
+                # Ctrl-C here ends it.
+                if interrupted:
+                    child.kill()
+                interrupted = True
+                continue
+            if not chunk:
+                break
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            log.write(chunk)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    outcome = _worker_outcome(slot_dir, child.returncode)
+    outcome.update({"wall_time_s": round(time.monotonic() - started, 1), "peak_rss_mb": _rss_mb(usage.ru_maxrss),
+                    "returncode": child.returncode})
+    temporary = slot_dir / "result.json.tmp"
+    temporary.write_text(json.dumps(outcome, indent=2))
+    temporary.replace(slot_dir / "result.json")
+    return outcome, interrupted
+
+
+def _worker_outcome(slot_dir: Path, returncode: int) -> dict[str, Any]:
+    path = slot_dir / "worker.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    lines = [line for line in (slot_dir / "output.log").read_text(errors="replace").splitlines() if line.strip()]
+    last = lines[-1].strip()[-300:] if lines else ""
+    return {"status": "failed", "note": f"the process ended with code {returncode}" + (f": {last}" if last else "")}
+
+
+def _rss_mb(max_rss: int) -> float:
+    """ru_maxrss is in kilobytes on Linux, bytes on macOS."""
+    return round(max_rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def _time_left(durations: list[float], remaining: int) -> str:
+    if not durations:
+        return ""
+    seconds = sum(durations) / len(durations) * remaining
+    return f", about {seconds / 60:.0f} min left" if seconds >= 60 else f", about {seconds:.0f} s left"
+
+
+def write_report(plan: ComparePlan, directory: Path, started: str, command: str) -> dict[str, Path]:
+    from ftune.compare.collect import collect_rows
+    from ftune.compare.report import write_results
+
+    rows, curves = collect_rows(plan, directory)
+    t = plan.config.train
+    budget = (f"{t.max_minutes:g} min" if t.max_minutes is not None else f"{t.max_steps} steps") + " per technique"
+    if t.max_minutes is not None and t.max_steps is not None:
+        budget = f"{t.max_steps} steps or {t.max_minutes:g} min per technique"
+    meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": _task_name(rows),
+            "budget": budget, "seeds": len(plan.seeds), "started": started,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "device": plan.config.train.device,
+            "command": command, "learning_rate": t.learning_rate or "each technique's default"}
+    return write_results(directory, rows, curves, meta)
+
+
+def _task_name(rows: list[dict]) -> str:
+    techniques = [r for r in rows if r.get("kind") == "technique"]
+    if any("perplexity" in r for r in techniques) and not any("accuracy" in r for r in techniques):
+        return "sft"
+    return "classification"

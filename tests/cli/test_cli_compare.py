@@ -1,0 +1,72 @@
+"""`ftune compare` end to end on tiny random models: processes, table, report, seeds, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from tests.conftest import FIXTURES, read_json, run_ftune
+
+FAST = ["train.max_steps=3", "train.batch_size=8", "train.eval_batch_size=16", "model.max_length=32"]
+
+
+def compare(tmp_path, model_dir, *extra: str):
+    result = run_ftune("compare", f"model={model_dir}", f"data.train={FIXTURES / 'reviews.csv'}", *FAST, *extra,
+                       "--out", str(tmp_path / "cmp"), cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result, tmp_path / "cmp"
+
+
+def test_compare_measures_each_technique_in_its_own_process_and_writes_the_report(tmp_path, tiny_llama_dir):
+    result, out = compare(tmp_path, tiny_llama_dir, "methods=lora,bitfit,full", "--seeds=2")
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert list(rows)[:3] == ["lora", "bitfit", "full"]
+    lora, full = rows["lora"], rows["full"]
+    assert lora["status"] == full["status"] == "ok" and lora["seeds"] == "2"
+    assert rows["bitfit"]["status"] == "not applicable" and "no bias terms" in rows["bitfit"]["note"]
+    assert float(lora["trainable_params"]) < float(full["trainable_params"])
+    assert float(full["trainable_share"]) == 1.0
+    assert float(lora["ship_size_mb"]) < float(full["ship_size_mb"])  # adapter vs whole model
+    for row in (lora, full):
+        assert float(row["peak_memory_mb"]) > 50 and float(row["wall_time_s"]) > 0 and float(row["tokens_per_s"]) > 0
+        assert 0 <= float(row["accuracy"]) <= 1 and row["accuracy_std"] != ""  # two seeds: a spread
+    assert {"majority class (baseline)", "TF-IDF + logistic regression (baseline)"} <= {
+        r["method"] + (" (baseline)" if r["kind"] == "baseline" else "") for r in rows.values()}
+    # every number comes from the slot's own run
+    slot = json.loads((out / "lora-seed42" / "result.json").read_text())
+    metrics = read_json(next((out / "lora-seed42").glob("*-lora")) / "metrics.json")
+    seeds = [read_json(next((out / f"lora-seed{s}").glob("*-lora")) / "metrics.json") for s in (42, 43)]
+    assert abs(float(lora["accuracy"]) - sum(m["validation"]["model"]["accuracy"] for m in seeds) / 2) < 1e-9
+    assert slot["status"] == "ok" and metrics["training"]["optimizer_steps"] == 3
+    data = read_json(out / "results.json")
+    assert set(data["curves"]) == {"lora", "full"} and data["meta"]["seeds"] == 2
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "lora" in (out / "results.md").read_text()
+    assert "[1/6] lora (seed 42)" in result.stdout
+
+    # resume: nothing left to run, the finished techniques are kept, not re-run
+    again = run_ftune("compare", "--resume", str(out), cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("finished in an earlier run, kept") == 6
+    assert json.loads((out / "lora-seed42" / "result.json").read_text()) == slot
+
+
+def test_resume_reruns_only_what_did_not_finish(tmp_path, tiny_bert_dir):
+    _, out = compare(tmp_path, tiny_bert_dir, "methods=lora,ia3")
+    (out / "ia3-seed42" / "result.json").unlink()  # as if the comparison was stopped during ia3
+    again = run_ftune("compare", "--resume", str(out), cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "lora-seed42: finished in an earlier run, kept" in again.stdout
+    assert "[2/2] ia3 (seed 42)" in again.stdout
+    assert {r["method"]: r["status"] for r in csv.DictReader((out / "results.csv").open())}["ia3"] == "ok"
+
+
+def test_impossible_combinations_fail_before_anything_runs(tmp_path, tiny_bert_dir):
+    result = run_ftune("compare", f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
+                       "methods=lora,qlora,nope", "train.max_steps=2", "run.merge=true", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown technique 'nope'" in result.stderr
+    no_budget = run_ftune("compare", f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
+                          "methods=qlora", "run.merge=true", "train.max_steps=2", cwd=tmp_path)
+    assert no_budget.returncode == 2 and "qlora" in no_budget.stderr and "cannot be merged" in no_budget.stderr
+    assert not (tmp_path / "runs").exists()
