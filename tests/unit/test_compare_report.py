@@ -169,12 +169,12 @@ def test_sft_report_plots_perplexity(tmp_path):
 
 def test_a_plot_that_fails_becomes_a_note_and_the_results_are_still_written(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from ftune.compare import report
+    from ftune.compare import plots
 
     def broken(*args, **kwargs):
         raise ValueError("bad data")
 
-    monkeypatch.setattr(report, "_plot_bars", broken)
+    monkeypatch.setattr(plots, "_plot_bars", broken)
     paths = write_results(tmp_path, _rows(), _curves(), META)
     page = paths["html"].read_text()
     assert page.count("could not be drawn (ValueError: bad data)") == 3 and len(_images(page)) == 2
