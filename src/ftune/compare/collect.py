@@ -10,7 +10,7 @@ from typing import Any
 from ftune.compare.plan import ComparePlan, Slot
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-AVERAGED = ("trainable_params", "trainable_share", "peak_memory_mb", "peak_rss_mb", "wall_time_s", "train_seconds",
+AVERAGED = ("trainable_params", "trainable_share", "peak_memory_mb", "peak_rss_mb", "model_memory_mb", "wall_time_s", "train_seconds",
             "train_steps", "tokens_per_s", "ship_size_mb")
 METRICS = ("accuracy", "f1", "perplexity", "preference_accuracy")
 
@@ -33,9 +33,10 @@ def slot_record(plan: ComparePlan, directory: Path, slot: Slot) -> dict[str, Any
         "trainable_params": training.get("trainable_parameters"), "trainable_share": training.get("trainable_share"),
         "train_seconds": training.get("seconds"), "train_steps": training.get("optimizer_steps"),
         "tokens_per_s": training.get("tokens_per_second"), "ship_size_mb": weights_size_mb(run_dir / "model"),
+        "model_memory_mb": training.get("model_memory_mb"),
     })
-    if training.get("peak_device_memory_mb") is not None:
-        record["peak_memory_mb"] = training["peak_device_memory_mb"]
+    if training.get("peak_training_memory_mb") is not None:  # training alone, not data loading or baselines
+        record["peak_memory_mb"] = training["peak_training_memory_mb"]
     record.update(task_metrics(metrics))
     record["baselines"] = baseline_metrics(metrics)
     record["curve"] = loss_curve(run_dir / "log.jsonl")

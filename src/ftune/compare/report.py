@@ -21,7 +21,7 @@ from ftune.train.run_dir import RunDir
 
 ROW_FIELDS = (
     "method", "kind", "status", "note", "seeds", "trainable_params", "trainable_share",
-    "peak_memory_mb", "wall_time_s", "train_steps", "tokens_per_s", "ship_size_mb",
+    "peak_memory_mb", "model_memory_mb", "wall_time_s", "train_steps", "tokens_per_s", "ship_size_mb",
     "accuracy", "accuracy_std", "f1", "f1_std", "perplexity", "perplexity_std",
 )
 TASK_METRICS = {"classification": ("accuracy", "f1"), "sft": ("perplexity",)}
@@ -106,6 +106,7 @@ RESOURCE_COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("trainable_params", "trainable params", human_count),
     ("trainable_share", "share", _share),
     ("peak_memory_mb", "peak memory (MB)", lambda v: f"{v:,.0f}"),
+    ("model_memory_mb", "model in memory (MB)", lambda v: f"{v:,.0f}"),
     ("wall_time_s", "wall time (s)", lambda v: f"{v:,.1f}"),
     ("tokens_per_s", "tokens/s", lambda v: f"{v:,.0f}"),
     ("ship_size_mb", "ship size (MB)", _megabytes),
@@ -155,7 +156,8 @@ def _meta_lines(meta: dict) -> list[tuple[str, str]]:
     date = " → ".join(str(meta[k]) for k in ("started", "finished") if meta.get(k))
     items = [("model", meta.get("model")), ("data", meta.get("data")), ("task", meta.get("task")),
              ("budget", meta.get("budget")), ("seeds", meta.get("seeds")), ("date", date),
-             ("device", meta.get("device")), ("command", meta.get("command"))]
+             ("device", meta.get("device")), ("learning rate", meta.get("learning_rate")),
+             ("peak memory", meta.get("memory")), ("command", meta.get("command"))]
     return [(k, str(v)) for k, v in items if v not in (None, "")]
 
 

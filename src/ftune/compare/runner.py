@@ -125,7 +125,9 @@ def write_report(plan: ComparePlan, directory: Path, started: str, command: str)
     meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": _task_name(rows),
             "budget": budget, "seeds": len(plan.seeds), "started": started,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "device": plan.config.train.device,
-            "command": command, "learning_rate": t.learning_rate or "each technique's default"}
+            "command": command, "learning_rate": t.learning_rate or "each technique's default",
+            "memory": "during training: resident memory (RSS) on CPU, allocated memory on GPU; "
+                      "the whole process's peak RSS is peak_rss_mb in results.csv"}
     return write_results(directory, rows, curves, meta)
 
 

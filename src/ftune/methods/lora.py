@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ftune.config.schema import setting
 from ftune.methods.base import Capabilities, register_method

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ftune.config import Config
-from ftune.errors import FtuneError, MethodNotApplicable
+from ftune.errors import MethodNotApplicable
 
 
 @dataclass
@@ -150,7 +150,11 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
 def run_training(session: TrainingSession, config: Config, echo=print) -> dict[str, Any]:
     """Train (a first Ctrl-C ends training but keeps the model), restore the best weights,
     and summarise the run."""
+    from ftune.train.memory import peak_memory_mb, reset_peak_memory
+
     trainer = session.trainer
+    device = session.prepared.plan.device
+    phase_only = reset_peak_memory(device)
     started = time.monotonic()
     interrupted = False
     try:
@@ -159,6 +163,7 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         interrupted = True
         echo("\nftune: interrupted: evaluating and saving the model as it is (Ctrl-C again to abort)")
     seconds = time.monotonic() - started
+    peak = peak_memory_mb(device)
     session.keep_best.restore_best()
     _remove_if_empty(Path(trainer.args.output_dir))
     t, state, prepared = config.train, trainer.state, session.prepared
@@ -175,17 +180,19 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         "interrupted": interrupted,
         "best_step": session.keep_best.best_step,
         "device": prepared.plan.device, "precision": prepared.plan.precision,
-        **_peak_device_memory(prepared.plan.device),
+        "model_memory_mb": _model_memory_mb(prepared.model),
+        # RSS on CPU, allocated memory on GPU; of training alone where the platform allows
+        "peak_training_memory_mb": peak, "peak_memory_scope": "training" if phase_only else "process",
     }
 
 
-def _peak_device_memory(device: str) -> dict[str, float]:
-    """Peak memory the GPU allocator handed out during the process (none on CPU: use RSS)."""
-    import torch
-
-    if device == "cuda":
-        return {"peak_device_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
-    return {}
+def _model_memory_mb(model) -> float | None:
+    """Parameters and buffers as stored (a 4-bit base counts at 4 bits), in MB."""
+    footprint = getattr(model, "get_memory_footprint", None)
+    try:
+        return round(footprint() / 2**20, 1) if footprint else None
+    except Exception:  # a measurement must never cost the run
+        return None
 
 
 def _remove_if_empty(directory: Path) -> None:
