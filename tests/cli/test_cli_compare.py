@@ -66,7 +66,7 @@ def test_impossible_combinations_fail_before_anything_runs(tmp_path, tiny_bert_d
                        "methods=lora,qlora,nope", "train.max_steps=2", "run.merge=true", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown technique 'nope'" in result.stderr
-    no_budget = run_ftune("compare", f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
+    merged = run_ftune("compare", f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
                           "methods=qlora", "run.merge=true", "train.max_steps=2", cwd=tmp_path)
-    assert no_budget.returncode == 2 and "qlora" in no_budget.stderr and "cannot be merged" in no_budget.stderr
+    assert merged.returncode == 2 and "qlora" in merged.stderr and "cannot be merged" in merged.stderr
     assert not (tmp_path / "runs").exists()

@@ -119,9 +119,10 @@ def write_report(plan: ComparePlan, directory: Path, started: str, command: str)
 
     rows, curves = collect_rows(plan, directory)
     t = plan.config.train
-    budget = (f"{t.max_minutes:g} min" if t.max_minutes is not None else f"{t.max_steps} steps") + " per technique"
-    if t.max_minutes is not None and t.max_steps is not None:
-        budget = f"{t.max_steps} steps or {t.max_minutes:g} min per technique"
+    limits = [f"{t.max_steps} steps" if t.max_steps is not None else "",
+              f"{t.max_minutes:g} min" if t.max_minutes is not None else ""]
+    budget = " or ".join(x for x in limits if x) or f"{t.epochs:g} epochs"
+    budget += " per technique"
     meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": _task_name(rows),
             "budget": budget, "seeds": len(plan.seeds), "started": started,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "device": plan.config.train.device,

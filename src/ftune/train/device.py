@@ -37,10 +37,12 @@ def plan_device(device: str = "auto", precision: str = "auto") -> DevicePlan:
 
 
 def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
+    """(trainable, total) parameter counts. A 4-bit weight (bitsandbytes ``Params4bit``) is
+    stored two values per byte element; it counts as the weights it holds."""
     trainable = total = 0
     for parameter in model.parameters():
-        total += parameter.numel()
+        count = parameter.numel() * (2 if type(parameter).__name__ == "Params4bit" else 1)
+        total += count
         if parameter.requires_grad:
-            trainable += parameter.numel()
+            trainable += count
     return trainable, total
