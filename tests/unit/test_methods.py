@@ -68,6 +68,16 @@ def _applicable(name, model_dir):
     return method, task, method.check(task)
 
 
+def _train(model, task, steps: int) -> None:
+    """``steps`` AdamW steps (lr 1e-2) on the fixed batch, on whatever trains."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(**_batch(task)).loss.backward()
+        optimizer.step()
+
+
 @pytest.fixture(params=["tiny_bert_dir", "tiny_llama_dir"])
 def model_dir(request):
     return request.getfixturevalue(request.param)
@@ -87,12 +97,7 @@ def test_only_intended_parameters_train_and_all_of_them_move(name, model_dir):
         wrong = [n for n, p in model.named_parameters() if p.requires_grad != EXPECTED_TRAINABLE[name](n, task)]
         assert not wrong, f"{name}: unexpected trainability of {wrong[:5]}"
     before = {n: p.detach().clone() for n, p in trainable.items()}
-    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
-    model.train()
-    for _ in range(2):
-        optimizer.zero_grad()
-        model(**_batch(task)).loss.backward()
-        optimizer.step()
+    _train(model, task, steps=2)
     unchanged = [n for n, p in trainable.items() if torch.equal(p.detach(), before[n])]
     assert not unchanged, f"{name}: trainable parameters that did not move: {unchanged[:5]}"
 
@@ -103,10 +108,7 @@ def test_save_then_load_reproduces_outputs(name, model_dir, tmp_path):
     if problems:
         pytest.skip(problems[0])
     model = method.apply(task.model, task)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    model(**_batch(task)).loss.backward()
-    optimizer.step()
+    _train(model, task, steps=1)
     model.eval()
     batch = {k: v for k, v in _batch(task).items() if k != "labels"}
     with torch.no_grad():
@@ -151,12 +153,7 @@ MERGEABLE_ADAPTERS = [n for n in method_names()
 def test_merged_model_equals_the_adapter_model(name, model_dir):
     method, task, _ = _applicable(name, model_dir)
     model = method.apply(task.model, task)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(2):
-        optimizer.zero_grad()
-        model(**_batch(task)).loss.backward()
-        optimizer.step()
+    _train(model, task, steps=2)
     model.eval()
     batch = {k: v for k, v in _batch(task).items() if k != "labels"}
     with torch.no_grad():
