@@ -78,6 +78,16 @@ def _train(model, task, steps: int) -> None:
         optimizer.step()
 
 
+def _trained_outputs(method, task, steps: int):
+    """The technique applied and trained ``steps`` steps, in eval mode; its inputs and logits."""
+    model = method.apply(task.model, task)
+    _train(model, task, steps)
+    model.eval()
+    batch = {k: v for k, v in _batch(task).items() if k != "labels"}
+    with torch.no_grad():
+        return model, batch, model(**batch).logits
+
+
 @pytest.fixture(params=["tiny_bert_dir", "tiny_llama_dir"])
 def model_dir(request):
     return request.getfixturevalue(request.param)
@@ -107,12 +117,7 @@ def test_save_then_load_reproduces_outputs(name, model_dir, tmp_path):
     method, task, problems = _applicable(name, model_dir)
     if problems:
         pytest.skip(problems[0])
-    model = method.apply(task.model, task)
-    _train(model, task, steps=1)
-    model.eval()
-    batch = {k: v for k, v in _batch(task).items() if k != "labels"}
-    with torch.no_grad():
-        expected = model(**batch).logits
+    model, batch, expected = _trained_outputs(method, task, steps=1)
     method.save(model, tmp_path)
     reloaded = method.load(tmp_path, lambda **options: load_classifier(str(model_dir), LABELS, **options).model)
     reloaded.eval()
@@ -152,12 +157,8 @@ MERGEABLE_ADAPTERS = [n for n in method_names()
 @pytest.mark.parametrize("name", MERGEABLE_ADAPTERS)
 def test_merged_model_equals_the_adapter_model(name, model_dir):
     method, task, _ = _applicable(name, model_dir)
-    model = method.apply(task.model, task)
-    _train(model, task, steps=2)
-    model.eval()
-    batch = {k: v for k, v in _batch(task).items() if k != "labels"}
+    model, batch, expected = _trained_outputs(method, task, steps=2)
     with torch.no_grad():
-        expected = model(**batch).logits
         merged = model.merge_and_unload()
         assert not any("lora_" in n or "ia3_" in n for n, _ in merged.named_parameters())
         torch.testing.assert_close(merged(**batch).logits, expected, atol=1e-5, rtol=1e-4)

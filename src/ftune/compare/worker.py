@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 
-def run_slot(slot_dir: Path) -> dict:
+def train_slot(slot_dir: Path) -> dict:
     from ftune.cli.train import train_and_report
     from ftune.config import config_from_dict
     from ftune.errors import FtuneError, MethodNotApplicable
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*is deprecated.*")
     slot_dir = Path(argv[0])
-    outcome = run_slot(slot_dir)
+    outcome = train_slot(slot_dir)
     temporary = slot_dir / "worker.json.tmp"
     temporary.write_text(json.dumps(outcome, indent=2))
     temporary.replace(slot_dir / "worker.json")
