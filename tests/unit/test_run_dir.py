@@ -27,5 +27,5 @@ def test_json_writes_are_complete_files(tmp_path):
     run = RunDir.create(tmp_path, "x")
     run.write_json("metrics.json", {"accuracy": 0.9})
     assert json.loads((run.path / "metrics.json").read_text()) == {"accuracy": 0.9}
-    assert [p.name for p in run.path.iterdir()] == ["metrics.json"]  # no temp files left
+    assert sorted(p.name for p in run.path.iterdir()) == ["metrics.json", "status.json"]  # no temp files left
     assert len(file_sha256(run.path / "metrics.json")) == 64

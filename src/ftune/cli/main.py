@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _report_unfinished_runs()
         return args.run(args) or 0
     except FtuneError as error:
         print(f"ftune: {error}", file=sys.stderr)
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftune: interrupted", file=sys.stderr)
         return 130
+
+
+def _report_unfinished_runs() -> None:
+    """A run killed by the system (out of memory) left no message; say so now, once."""
+    from ftune.train.unfinished import report_unfinished_runs
+
+    report_unfinished_runs("runs", echo=lambda line: print(line, file=sys.stderr))
 
 
 def split_config_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:

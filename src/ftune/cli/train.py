@@ -94,4 +94,11 @@ def _summary(result) -> None:
     rate = f", {training['tokens_per_second']:.0f} real tokens/s" if training.get("tokens_per_second") else ""
     print(f"\ntrained {training['trainable_parameters']:,} parameters ({training['trainable_share']:.2%}) "
           f"for {training['optimizer_steps']} steps in {training['seconds']:.0f} s{rate}")
+    plan = training.get("memory_plan")
+    peak = f"peak memory {training['peak_training_memory_mb']:,.0f} MB"
+    if plan:
+        passes = (f"micro-batches of ≤ {plan['micro_batch_tokens']:,} tokens" if plan["micro_batch_tokens"]
+                  else "whole batches") + (", gradient checkpointing" if plan["gradient_checkpointing"] else "")
+        peak += f" (planned ≈ {plan['estimate_mb']:,.0f} MB of a {plan['budget_mb']:,.0f} MB budget; {passes})"
+    print(peak)
     print(f"saved run: {result.run_dir}")

@@ -41,6 +41,8 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
     require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
             "train.early_stopping_patience", "must be at least 1 (or empty to turn it off)")
     require(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
+    require(t.memory_limit is None or _memory_size_ok(t.memory_limit), "train.memory_limit",
+            "must be a memory size such as 16GB or 900MB")
     require(not (t.precision == "fp16" and t.device in ("cpu", "mps")), "train.precision",
             f"fp16 training needs a CUDA GPU; on {t.device} use fp32 or bf16")
     require(not (t.precision in ("bf16", "fp16") and t.device == "mps"), "train.precision",
@@ -129,3 +131,12 @@ def method_capability_problems(method, config: Config) -> list[str]:
 def _get(config: Config, dotted: str):
     section, name = dotted.split(".", 1)
     return getattr(getattr(config, section), name)
+
+
+def _memory_size_ok(text: str) -> bool:
+    from ftune.config.units import parse_memory_size
+
+    try:
+        return parse_memory_size(text) > 0
+    except ValueError:
+        return False

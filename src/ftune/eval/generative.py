@@ -13,6 +13,8 @@ def response_loss(model, encoded: Sequence, collator, batch_size: int = 8, progr
     """
     import torch
 
+    from ftune.models.lm_head import shifted_token_logps
+
     device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -26,13 +28,10 @@ def response_loss(model, encoded: Sequence, collator, batch_size: int = 8, progr
         for batch_indices in batches:
             batch = collator([encoded[i] for i in batch_indices])
             labels = batch.pop("labels").to(device)
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-            shifted_logits, shifted_labels = logits[:, :-1], labels[:, 1:]
-            losses = torch.nn.functional.cross_entropy(
-                shifted_logits.reshape(-1, shifted_logits.size(-1)), shifted_labels.reshape(-1),
-                ignore_index=-100, reduction="sum")
-            total_loss += float(losses)
-            total_tokens += int((shifted_labels != -100).sum())
+            # log-probabilities of the scored tokens only: no [tokens x vocabulary] logits kept
+            logps, scored = shifted_token_logps(model, {k: v.to(device) for k, v in batch.items()}, labels)
+            total_loss -= float(logps.sum())
+            total_tokens += int(scored.sum())
     loss = total_loss / max(total_tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens, "n": len(encoded)}
 

@@ -23,7 +23,7 @@ class Generator:
         """Generate the next assistant turn after ``messages`` (a list of Message)."""
         from ftune.data.masking import encode_prompt
         from ftune.eval.generative import generate_replies
-        from ftune.train.sft import _stop_ids
+        from ftune.train.sft import stop_token_ids
 
         streamer = None
         if stream:
@@ -32,7 +32,7 @@ class Generator:
             streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         prompt = encode_prompt(messages, self.template, self.tokenizer)
         return generate_replies(self.model, self.tokenizer, [prompt], max_new_tokens=max_new_tokens,
-                                temperature=temperature, top_p=top_p, eos_ids=_stop_ids(self.tokenizer),
+                                temperature=temperature, top_p=top_p, eos_ids=stop_token_ids(self.tokenizer),
                                 seed=seed, streamer=streamer)[0]
 
 

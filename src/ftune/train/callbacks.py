@@ -50,11 +50,18 @@ class ProgressBar(TrainerCallback):
 
 
 class StepLog(TrainerCallback):
-    """Append every logged value (loss, learning rate, eval metrics) to ``log.jsonl``."""
+    """Append every logged value (loss, learning rate, eval metrics) to ``log.jsonl``, and keep
+    the run's status (last step, peak memory so far) current, so a run the system kills
+    leaves a trace of how far it got."""
 
-    def __init__(self, run: RunDir, schedule: ProgressSchedule):
+    def __init__(self, run: RunDir, schedule: ProgressSchedule, device: str = "cpu"):
         self.run = run
         self.schedule = schedule
+        self.device = device
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 1:  # the longest batch: its peak is the one that matters
+            self._status(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs:
@@ -62,6 +69,12 @@ class StepLog(TrainerCallback):
                       "seconds": round(self.schedule.elapsed(), 2)}
             record.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str))})
             self.run.append_log(record)
+            self._status(state)
+
+    def _status(self, state) -> None:
+        from ftune.train.memory import peak_memory_mb
+
+        self.run.update_status(last_step=state.global_step, peak_memory_mb=peak_memory_mb(self.device))
 
 
 class StopAndEvaluate(TrainerCallback):

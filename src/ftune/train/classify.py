@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from ftune.config import Config
-from ftune.config.dump import render_config
 from ftune.config.schema import DEFAULT_MAX_LENGTH
 
 
@@ -24,7 +23,8 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     from ftune.data.prepare import build_classification_data
     from ftune.methods import build_method
     from ftune.models.load import load_classifier
-    from ftune.train.loop import build_trainer, prepare_model, run_training
+    from ftune.train.loop import build_trainer, finish_run, open_run, prepare_model, run_training
+    from ftune.train.memory_fit import BatchShape, fit_to_memory
     from ftune.train.model_card import write_model_card
     from ftune.train.run_dir import RunDir
 
@@ -39,21 +39,20 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
          + (f", {split['test']:,} test rows" if split["test"] else "")
          + f"; labels: {', '.join(data.label_names)}")
 
-    run = RunDir.create(config.run.dir, config.run.name or default_run_name(config))
-    run.write_text("config.yaml", render_config(config))
-    run.write_json("data.json", data.manifest)
-    echo(f"ftune: run directory {run.path}")
-
+    run = RunDir.reserve(config.run.dir, config.run.name or default_run_name(config))
     prepared = prepare_model(config, method, lambda **options: load_classifier(
         config.model.name, data.label_names, config.model.trust_remote_code, **options), echo)
     tokenizer = prepared.task.tokenizer
+    train_set = TokenizedExamples(tokenizer, data.train, config.model.max_length)
     session = build_trainer(
-        config, method, prepared,
-        TokenizedExamples(tokenizer, data.train, config.model.max_length),
+        config, method, prepared, train_set,
         TokenizedExamples(tokenizer, data.validation, config.model.max_length),
         DataCollatorWithPadding(tokenizer), run,
         metric=config.train.metric, compute_metrics=_training_metrics,
     )
+    shape = BatchShape([len(item["input_ids"]) for item in train_set.items], config.train.batch_size)
+    session.memory_plan = fit_to_memory(config, session.trainer, prepared, shape, head="classifier", echo=echo)
+    open_run(run, config, data.manifest, session.memory_plan, echo)
     training = run_training(session, config, echo)
     model = session.trainer.model
 
@@ -62,6 +61,7 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     run.write_json("metrics.json", metrics)
     _save_model(config, method, model, prepared.task, data.label_names, run)
     write_model_card(run, config, data.manifest, metrics)
+    finish_run(run, training)
     return TrainedRun(run.path, metrics)
 
 

@@ -40,7 +40,8 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     from ftune.eval.preference import encode_pair, preference_scores
     from ftune.methods import build_method
     from ftune.models.load import load_causal_lm
-    from ftune.train.loop import build_trainer, run_training, start_generative_run
+    from ftune.train.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
+    from ftune.train.memory_fit import BatchShape, fit_to_memory
     from ftune.train.ship import save_run_model
 
     if config.model.max_length is None:
@@ -51,18 +52,11 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     run, prepared, template = start.run, start.prepared, start.template
     tokenizer = prepared.task.tokenizer
     data.manifest.update({"template": template.name, "max_length": config.model.max_length})
-    run.write_json("data.json", data.manifest)
     echo(f"ftune: {len(data.train):,} training / {len(data.validation):,} validation preference pairs "
          f"({data.format}), template {template.name}, beta {config.objective.beta}")
-    echo(f"ftune: run directory {run.path}")
 
     reference = None if method.saves_adapter else load_causal_lm(config.model.name).model
     held_out = [encode_pair(p, template, tokenizer, config.model.max_length) for p in data.validation]
-    echo("ftune: measuring the model before training ...")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    before = preference_scores(prepared.model, held_out, config.objective.beta, reference, pad_id,
-                               same_as_reference=True)  # untrained: the model is its reference
-
     t = config.train
     session = build_trainer(
         config, method, prepared,
@@ -75,6 +69,17 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
                     "disable_dropout": True, "truncation_mode": "keep_start"},
         extra_trainer_kwargs={"processing_class": tokenizer, "ref_model": reference},
     )
+    # Plan, and check the longest pair batch, before the slow "before" scoring.
+    shape = BatchShape(pair_lengths(session.trainer.train_dataset, config.model.max_length), t.batch_size,
+                       rows_per_example=2)
+    session.memory_plan = fit_to_memory(config, session.trainer, prepared, shape, head="trl", echo=echo)
+    open_run(run, config, data.manifest, session.memory_plan, echo)
+
+    echo("ftune: measuring the model before training ...")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    before = preference_scores(prepared.model, held_out, config.objective.beta, reference, pad_id,
+                               same_as_reference=True)  # untrained: the model is its reference
+
     training = run_training(session, config, echo)
     echo("ftune: measuring the model after training ...")
     after = preference_scores(session.trainer.model, held_out, config.objective.beta, reference, pad_id)
@@ -86,4 +91,11 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     from ftune.train.model_card import write_preference_card
 
     write_preference_card(run, config, data.manifest, metrics)
+    finish_run(run, training)
     return TrainedRun(run.path, metrics)
+
+
+def pair_lengths(dataset, max_length: int) -> list[int]:
+    """Tokens of each pair's longer row (prompt + chosen or rejected), as TRL's collator cuts them."""
+    return [min(max_length, len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"])))
+            for row in dataset]

@@ -8,9 +8,9 @@ Ctrl-C handling, the step log) lives here once.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from ftune.config import Config
@@ -50,16 +50,15 @@ def prepare_model(config: Config, method, load_task: Callable[..., Any], echo=pr
 
 @dataclass
 class GenerativeStart:
-    run: Any  # RunDir
+    run: Any  # RunDir, reserved: ``open_run`` creates it once the memory plan is made
     method: Any
     prepared: PreparedModel
     template: Any  # ftune.data.templates.Template
 
 
 def start_generative_run(config: Config, method, data, suffix: str, echo=print) -> GenerativeStart:
-    """What SFT and DPO runs share before training: notices, the run directory with its
-    config, the causal LM with the technique applied, and the chat template."""
-    from ftune.config.dump import render_config
+    """What SFT and DPO runs share before training: notices, the run's (reserved) directory,
+    the causal LM with the technique applied, and the chat template."""
     from ftune.data.templates import resolve_template
     from ftune.models.load import load_causal_lm
     from ftune.train.classify import default_run_name
@@ -67,12 +66,30 @@ def start_generative_run(config: Config, method, data, suffix: str, echo=print) 
 
     for notice in data.notices:
         echo(f"ftune: {notice}")
-    run = RunDir.create(config.run.dir, config.run.name or f"{default_run_name(config)}-{suffix}")
-    run.write_text("config.yaml", render_config(config))
+    run = RunDir.reserve(config.run.dir, config.run.name or f"{default_run_name(config)}-{suffix}")
     prepared = prepare_model(
         config, method, lambda **options: load_causal_lm(config.model.name, config.model.trust_remote_code, **options),
         echo)
     return GenerativeStart(run, method, prepared, resolve_template(config.data.template, prepared.task.tokenizer))
+
+
+def open_run(run, config: Config, manifest: dict[str, Any], plan=None, echo=print) -> None:
+    """Create the run directory (only now, after the memory plan and its check passed), with
+    the resolved config, the data manifest and a status that says the run has started."""
+    from ftune.config.dump import render_config
+
+    run.make()
+    run.write_text("config.yaml", render_config(config))
+    run.write_json("data.json", manifest)
+    if plan is not None:
+        run.update_status(planned_peak_mb=round(plan.estimate_mb, 1), memory_budget_mb=round(plan.budget_mb, 1))
+    echo(f"ftune: run directory {run.path}")
+
+
+def finish_run(run, training: dict[str, Any]) -> None:
+    """Mark the run finished (its model is saved): ``ftune`` stops reporting it as unfinished."""
+    run.update_status(state="finished", last_step=training.get("optimizer_steps"),
+                      peak_memory_mb=training.get("peak_training_memory_mb"))
 
 
 @dataclass
@@ -81,6 +98,7 @@ class TrainingSession:
     prepared: PreparedModel
     stop: Any
     keep_best: Any
+    memory_plan: Any = None  # ftune.train.memory_plan.MemoryPlan, once made
 
 
 def build_trainer(config: Config, method, prepared: PreparedModel, train_set, eval_set, collator, run, *,
@@ -106,8 +124,12 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     schedule = ProgressSchedule(total_steps, t.warmup_ratio, t.scheduler,
                                 t.max_minutes * 60 if t.max_minutes else None)
     learning_rate = t.learning_rate or method.default_learning_rates[learning_rate_key or prepared.task.task]
+    import tempfile
+
     arguments = dict(
-        output_dir=str(run.path / "trainer"),
+        # nothing is saved there (the best weights are kept in memory); a scratch directory, so
+        # the run directory is created only once training is sure to start
+        output_dir=tempfile.mkdtemp(prefix="ftune-trainer-"),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=eval_batch_size or t.eval_batch_size,
         # Without metrics to compute, keep only the loss: language-model logits for a whole
@@ -139,7 +161,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     trainer = (with_schedule(trainer_class) if trainer_class else ScheduledTrainer)(
         schedule=schedule, model=prepared.model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=collator, compute_metrics=compute_metrics,
-        callbacks=[stop, keep_best, ProgressBar(schedule), StepLog(run, schedule)],
+        callbacks=[stop, keep_best, ProgressBar(schedule), StepLog(run, schedule, prepared.plan.device)],
         **(extra_trainer_kwargs or {}),
     )
     trainer.remove_callback(PrinterCallback)
@@ -165,7 +187,7 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
     seconds = time.monotonic() - started
     peak = peak_memory_mb(device)
     session.keep_best.restore_best()
-    _remove_if_empty(Path(trainer.args.output_dir))
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     t, state, prepared = config.train, trainer.state, session.prepared
     return {
         "method": config.method.name, "model": config.model.name,
@@ -183,6 +205,7 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         "model_memory_mb": _model_memory_mb(prepared.model),
         # RSS on CPU, allocated memory on GPU; of training alone where the platform allows
         "peak_training_memory_mb": peak, "peak_memory_scope": "training" if phase_only else "process",
+        "memory_plan": session.memory_plan.as_dict() if session.memory_plan else None,
     }
 
 
@@ -195,6 +218,3 @@ def _model_memory_mb(model) -> float | None:
         return None
 
 
-def _remove_if_empty(directory: Path) -> None:
-    if directory.is_dir() and not any(directory.iterdir()):
-        directory.rmdir()

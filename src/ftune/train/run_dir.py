@@ -15,6 +15,7 @@ from typing import Any
 
 MODEL_DIR = "model"
 MODEL_INFO = "ftune-model.json"
+STATUS = "status.json"
 
 
 class RunDir:
@@ -24,7 +25,8 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, parent: str | Path, name: str) -> "RunDir":
+    def reserve(cls, parent: str | Path, name: str) -> "RunDir":
+        """A new run's path, not yet created (``make`` creates it once training is sure to start)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
         base = Path(parent) / f"{stamp}-{safe}"
@@ -32,8 +34,25 @@ class RunDir:
         while path.exists():  # two runs in the same second
             n += 1
             path = base.with_name(f"{base.name}-{n}")
-        path.mkdir(parents=True)
         return cls(path)
+
+    @classmethod
+    def create(cls, parent: str | Path, name: str) -> "RunDir":
+        run = cls.reserve(parent, name)
+        run.make()
+        return run
+
+    def make(self) -> "RunDir":
+        """Create the directory, marked as started by this process."""
+        self.path.mkdir(parents=True)
+        self.update_status(state="started", pid=os.getpid(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
+        return self
+
+    def update_status(self, **fields: Any) -> None:
+        """Merge ``fields`` into ``status.json`` (state: started, finished or unfinished)."""
+        status = read_status(self.path) or {}
+        status.update(fields, updated=time.strftime("%Y-%m-%d %H:%M:%S"))
+        self.write_json(STATUS, status)
 
     @property
     def model_dir(self) -> Path:
@@ -71,6 +90,13 @@ class RunDir:
             shutil.rmtree(self.model_dir)
         os.replace(staging, self.model_dir)
         return self.model_dir
+
+
+def read_status(path: str | Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(path) / STATUS).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _umask() -> int:

@@ -72,8 +72,10 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
     from ftune.data.collate import PaddedCausalCollator
     from ftune.data.prepare_generative import build_generative_data
     from ftune.methods import build_method
-    from ftune.train.loop import build_trainer, run_training, start_generative_run
+    from ftune.train.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
+    from ftune.train.memory_fit import BatchShape, fit_to_memory
     from ftune.train.ship import save_run_model
+    from ftune.train.trainer import ResponseLossTrainer
 
     if config.model.max_length is None:
         config.model.max_length = DEFAULT_MAX_LENGTH["sft"]
@@ -92,13 +94,26 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
     validation_items, _ = encode_examples(data.validation, template, tokenizer, config.model.max_length)
     data.manifest.update({"template": template.name, "truncated_train_rows": train_truncated,
                           "max_length": config.model.max_length})
-    run.write_json("data.json", data.manifest)
     echo(f"ftune: {len(train_items):,} training / {len(validation_items):,} validation {data.format} examples, "
          f"template {template.name}; {train_truncated} truncated at model.max_length={config.model.max_length}")
-    echo(f"ftune: run directory {run.path}")
 
     collator = PaddedCausalCollator.from_tokenizer(tokenizer)
-    eos_ids = _stop_ids(tokenizer)
+    packed = config.train.batching == "padding_free"
+    train_collator = collator
+    if packed:
+        from ftune.data.collate import PaddingFreeCollator
+
+        train_collator = PaddingFreeCollator()
+    session = build_trainer(config, method, prepared, EncodedDataset(train_items), EncodedDataset(validation_items),
+                            train_collator, run, metric="loss", greater_is_better=False,
+                            eval_batch_size=_scoring_batch_size(config), trainer_class=ResponseLossTrainer)
+    # The plan and its check on the longest batch come before the slow "before" measurement,
+    # so a run that cannot fit fails in seconds, and before its run directory exists.
+    shape = BatchShape([len(item["input_ids"]) for item in train_items], config.train.batch_size, packed=packed)
+    session.memory_plan = fit_to_memory(config, session.trainer, prepared, shape, head="chunked", echo=echo)
+    open_run(run, config, data.manifest, session.memory_plan, echo)
+
+    eos_ids = stop_token_ids(tokenizer)
     prompts = sample_prompts(data.validation, config.generate.samples)
     before = _measure(config, prepared.model, tokenizer, template, validation_items, collator, prompts, eos_ids, echo, "before")
     label_scores = {}
@@ -106,14 +121,6 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
         echo("ftune: zero- and few-shot prompting of the base model ...")
         label_scores = labeled.base_scores(config, prepared.model, tokenizer, template)
 
-    train_collator = collator
-    if config.train.batching == "padding_free":
-        from ftune.data.collate import PaddingFreeCollator
-
-        train_collator = PaddingFreeCollator()
-    session = build_trainer(config, method, prepared, EncodedDataset(train_items), EncodedDataset(validation_items),
-                            train_collator, run, metric="loss", greater_is_better=False,
-                            eval_batch_size=_scoring_batch_size(config))
     training = run_training(session, config, echo)
     after = _measure(config, session.trainer.model, tokenizer, template, validation_items, collator, prompts,
                      eos_ids, echo, "after")
@@ -135,6 +142,7 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
     from ftune.train.model_card import write_generative_card
 
     write_generative_card(run, config, data.manifest, metrics)
+    finish_run(run, training)
     return TrainedRun(run.path, metrics)
 
 
@@ -165,7 +173,7 @@ def _scoring_batch_size(config) -> int:
     return max(1, min(config.train.eval_batch_size, config.train.batch_size, 8))
 
 
-def _stop_ids(tokenizer) -> list[int]:
+def stop_token_ids(tokenizer) -> list[int]:
     """Token ids that end a reply: EOS, and the chat end-of-turn token when it differs."""
     ids = {tokenizer.eos_token_id}
     for token in ("<|im_end|>", "<|eot_id|>", "<|end|>"):

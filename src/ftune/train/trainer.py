@@ -1,11 +1,12 @@
 """transformers' Trainer (or a subclass such as TRL's DPOTrainer) with ftune's learning-rate
-schedule; everything else stays stock."""
+schedule and memory-planned micro-batches; SFT adds a loss that never builds full logits."""
 
 from __future__ import annotations
 
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 
+from ftune.train.micro_batch import split_batch
 from ftune.train.schedule import ProgressSchedule
 
 
@@ -24,10 +25,76 @@ class ScheduleMixin:
         return self.lr_scheduler
 
 
-class ScheduledTrainer(ScheduleMixin, Trainer):
-    """The plain Trainer with ftune's schedule."""
+class MicroBatchMixin:
+    """Runs a batch above ``micro_batch_tokens`` padded tokens as several forward/backward
+    passes whose gradients sum to the whole batch's.
+
+    A loss normalised by ``num_items_in_batch`` (SFT: trained tokens over the accumulation
+    window) is already right for every piece. A per-batch mean (classification, DPO) is
+    weighted by the piece's share of the batch's rows or pairs.
+    """
+
+    micro_batch_tokens: int | None = None
+    pair_rows: bool = False  # DPO batches: chosen rows, then rejected rows
+    # True when compute_loss divides by num_items_in_batch (ResponseLossTrainer); otherwise the
+    # loss is a mean over the batch, and transformers must divide it by the accumulation steps
+    # (it would not for models whose forward takes **kwargs, such as BERT's classifier).
+    loss_normalised_by_items: bool = False
+    loss_is_scaled_for_ga = False
+    _piece_weight: float = 1.0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        pieces = split_batch(inputs, self.micro_batch_tokens, self.pair_rows)
+        if len(pieces) == 1:
+            return super().training_step(model, inputs, num_items_in_batch)
+        total = None
+        try:
+            for piece, share in pieces:
+                self._piece_weight = share
+                loss = super().training_step(model, piece, num_items_in_batch)
+                total = loss if total is None else total + loss
+        finally:
+            self._piece_weight = 1.0
+        return total
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        if self._piece_weight == 1.0 or self.loss_normalised_by_items:
+            return result
+        if return_outputs:
+            loss, outputs = result
+            return loss * self._piece_weight, outputs
+        return result * self._piece_weight
 
 
-def with_schedule(trainer_class: type) -> type:
-    """``trainer_class`` (a Trainer subclass, e.g. TRL's DPOTrainer) with ftune's schedule."""
-    return type(f"Scheduled{trainer_class.__name__}", (ScheduleMixin, trainer_class), {})
+class ResponseLossTrainer(Trainer):
+    """Causal-LM loss on the labelled (response) tokens, with the LM head applied only there,
+    in chunks (``ftune.models.lm_head``). The loss is the summed cross-entropy over
+    the trained tokens of the whole accumulation window divided by their number, so batch
+    size, accumulation and micro-batches all give the same loss and gradients."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = True  # our compute_loss uses num_items_in_batch
+        self.loss_is_scaled_for_ga = True
+        self.loss_normalised_by_items = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from ftune.models.lm_head import shifted_token_logps
+
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        logps, mask = shifted_token_logps(model, inputs, labels)
+        count = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+        loss = -logps.sum() / (count.clamp(min=1) if hasattr(count, "clamp") else max(int(count), 1))
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+
+def with_schedule(trainer_class: type = Trainer) -> type:
+    """``trainer_class`` (the Trainer, ResponseLossTrainer, TRL's DPOTrainer, ...) with ftune's
+    schedule and memory-planned micro-batches."""
+    return type(f"Scheduled{trainer_class.__name__}", (MicroBatchMixin, ScheduleMixin, trainer_class), {})
+
+
+ScheduledTrainer = with_schedule(Trainer)

@@ -1,0 +1,99 @@
+"""Log-probabilities of chosen tokens without a ``[tokens x vocabulary]`` logits tensor.
+
+A causal LM's forward projects every position onto the whole vocabulary: for SmolLM2 that is
+49,152 floats (192 KB) per token, 1.9 GB for a batch of 9,600 tokens, before the softmax and
+its gradient make more copies. Training and scoring need one log-probability per *target*
+token. Here the model runs with its LM head swapped for a pass-through, so its output is the
+final hidden states; the head is then applied only at the target positions, a chunk of
+tokens at a time. In training each chunk is recomputed in the backward pass
+(activation checkpointing), so at most one chunk of logits is alive at any moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+# Tokens per LM-head chunk: 512 x 49,152 x 4 bytes = 100 MB of logits for SmolLM2.
+CHUNK_TOKENS = 512
+
+
+def chunk_bytes(vocab_size: int, chunk_tokens: int = CHUNK_TOKENS) -> int:
+    """Peak bytes one chunk costs: logits, their log-softmax and, in backward, their gradient."""
+    return 3 * chunk_tokens * vocab_size * 4
+
+
+def _hf_model(model) -> nn.Module:
+    """The transformers model under a PEFT wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    inner = get_base() if callable(get_base) else model
+    # prompt-learning PEFT models return the HF model itself; LoRA-style ones its ``.model``
+    return inner
+
+
+def supports_hidden_state_scoring(model) -> bool:
+    """False for models whose logits are more than ``lm_head(hidden)`` (soft-capped or scaled)."""
+    config = getattr(_hf_model(model), "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling"):
+        if getattr(text_config, key, None) not in (None, 1, 1.0):
+            return False
+    get_head = getattr(_hf_model(model), "get_output_embeddings", None)
+    return callable(get_head) and get_head() is not None
+
+
+@contextlib.contextmanager
+def lm_head_removed(model) -> Iterator[nn.Module]:
+    """Inside the block the model returns its final hidden states as ``.logits``; yields the head."""
+    hf = _hf_model(model)
+    head = hf.get_output_embeddings()
+    hf.set_output_embeddings(nn.Identity())
+    try:
+        yield head
+    finally:
+        hf.set_output_embeddings(head)
+
+
+def _chunk_logps(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = head(hidden).float()
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def target_logps(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                 chunk_tokens: int = CHUNK_TOKENS) -> torch.Tensor:
+    """``log p(targets[i] | hidden[i])`` for ``hidden`` of shape [N, H] and ``targets`` [N]."""
+    from torch.utils.checkpoint import checkpoint
+
+    pieces = []
+    for start in range(0, hidden.size(0), chunk_tokens):
+        h, t = hidden[start:start + chunk_tokens], targets[start:start + chunk_tokens]
+        if torch.is_grad_enabled() and h.requires_grad:
+            pieces.append(checkpoint(_chunk_logps, head, h, t, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logps(head, h, t))
+    if not pieces:
+        return hidden.new_zeros(0, dtype=torch.float32)
+    return torch.cat(pieces)
+
+
+def shifted_token_logps(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
+                        chunk_tokens: int = CHUNK_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model(**inputs)`` and score each position's next token where ``labels`` is not -100.
+
+    Returns (log-probabilities of the scored tokens, flat in row-major order; the boolean
+    mask [batch, length - 1] of scored positions). ``labels`` are the unshifted labels, as
+    in transformers' causal-LM convention.
+    """
+    target_mask = labels[:, 1:] != -100
+    if not supports_hidden_state_scoring(model):  # rare: fall back to the model's own logits
+        logits = model(**inputs, use_cache=False).logits[:, -labels.size(1):]
+        logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        return logps[target_mask].gather(-1, labels[:, 1:][target_mask].unsqueeze(-1)).squeeze(-1), target_mask
+    with lm_head_removed(model) as head:
+        hidden = model(**inputs, use_cache=False).logits
+    # prompt-learning techniques put virtual tokens in front: keep the real positions
+    hidden = hidden[:, -labels.size(1):][:, :-1]
+    return target_logps(head, hidden[target_mask], labels[:, 1:][target_mask], chunk_tokens), target_mask

@@ -1,0 +1,290 @@
+"""Plan a run's memory before its first step, so a run that cannot fit fails in seconds with a
+message instead of being killed by the kernel an hour in.
+
+The peak of a training step is estimated as
+
+    process memory now (libraries, weights, data)
+  + trainable state: gradient, AdamW's two moments and the best-weights copy, 16 bytes each
+  + activations kept for the backward pass of the largest forward pass
+  + the LM head's working set (one chunk of logits; none for a classifier)
+
+Activations are measured, not guessed: the model (technique applied) runs a forward pass on
+three short synthetic batches while ``torch.autograd.graph.saved_tensors_hooks`` adds up every
+tensor autograd keeps. A fit of ``c + a * tokens + b * rows * width**2`` (the last term is
+attention's score matrices) then prices any batch shape. A batch over the budget is run as
+micro-batches of fewer tokens (same gradients), and when a single row does not fit, with
+gradient checkpointing; when nothing fits, ``MemoryPlanError`` names the numbers and the
+settings that would help.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ftune.config.units import parse_memory_size
+from ftune.errors import FtuneError
+
+MB = 2**20
+GB = 2**30
+SAFETY_BYTES = 256 * MB  # allocator slack, tokenizer buffers, the optimizer's temporaries
+TRAINABLE_STATE_BYTES = 16  # fp32 gradient + AdamW exp_avg + exp_avg_sq + best-weights copy
+DEFAULT_SHARE = 0.85
+
+
+class MemoryPlanError(FtuneError):
+    """Even the smallest plan does not fit the memory budget."""
+
+
+@dataclass(frozen=True)
+class ActivationCost:
+    """Bytes autograd keeps for one forward pass: ``constant + per_token * rows * width +
+    per_square * rows * width**2``."""
+
+    constant: float
+    per_token: float
+    per_square: float
+
+    def bytes(self, rows: int, width: int) -> float:
+        return self.constant + self.per_token * rows * width + self.per_square * rows * width * width
+
+    def worst_within(self, max_tokens: int, width: int) -> float:
+        """The most any piece of at most ``max_tokens`` padded tokens, rows no wider than
+        ``width``, can cost (rows x w <= max_tokens, so rows x w**2 <= max_tokens x width)."""
+        return self.constant + max_tokens * (self.per_token + self.per_square * width)
+
+    def scaled(self, factor: float) -> "ActivationCost":
+        return ActivationCost(self.constant * factor, self.per_token * factor, self.per_square * factor)
+
+
+@dataclass
+class MemoryPlan:
+    budget_mb: float
+    budget_source: str
+    estimate_mb: float
+    longest_batch_tokens: int  # padded tokens of the largest batch (rows x longest row)
+    longest_row_tokens: int
+    micro_batch_tokens: int | None  # None: every batch runs whole
+    gradient_checkpointing: bool
+    parts_mb: dict[str, float] = field(default_factory=dict)
+    replanned: bool = False
+    check_peak_mb: float | None = None  # measured on the longest batch before training
+
+    def describe(self) -> str:
+        shape = (f"micro-batches of ≤ {self.micro_batch_tokens:,} tokens (longest batch "
+                 f"{self.longest_batch_tokens:,})" if self.micro_batch_tokens
+                 else f"batches run whole (longest {self.longest_batch_tokens:,} tokens)")
+        if self.gradient_checkpointing:
+            shape += ", gradient checkpointing"
+        return (f"memory plan: peak ≈ {_gb(self.estimate_mb)} of a {_gb(self.budget_mb)} budget "
+                f"({self.budget_source}); {shape}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class PlanInputs:
+    """Everything the plan depends on, measured once; ``make_plan`` is then pure arithmetic."""
+
+    baseline_bytes: float  # the process now
+    trainable_parameters: int
+    activations: ActivationCost
+    head_bytes: float  # LM-head working set per forward pass
+    rows_per_batch: int  # rows of one batch as the model sees them (2 x pairs for DPO)
+    rows_per_unit: int  # rows that must stay together (2 for a preference pair)
+    longest_row: int  # for a packed batch (one row of many sequences): its longest sequence
+    packed: bool = False
+    layers: int = 1
+    hidden_size: int = 0
+
+    def fixed_bytes(self) -> float:
+        return self.baseline_bytes + self.trainable_parameters * TRAINABLE_STATE_BYTES + self.head_bytes + SAFETY_BYTES
+
+    def checkpointed(self) -> ActivationCost:
+        """With activation checkpointing each block keeps only its input; one block's full
+        activations are rebuilt at a time in the backward pass (counted twice to be safe)."""
+        a = self.activations
+        per_layer = 2.0 / max(self.layers, 1)
+        return ActivationCost(a.constant, a.per_token * per_layer + self.layers * self.hidden_size * 4,
+                              a.per_square * per_layer)
+
+
+def _backward_factor(layers: int) -> float:
+    """Resident memory per byte autograd saves. On top of the saved tensors, the backward pass
+    holds gradients of about two blocks' activations, and the forward pass's freed temporaries
+    stay resident in the C allocator's heap: one training step of SmolLM2 + LoRA measured
+    1.0-1.5x its saved bytes (+0.35 GB) in peak RSS, varying with batch shape and from run to
+    run. 1.6 keeps the plan on the safe side."""
+    return 1.6 + 2.0 / max(layers, 1)
+
+
+def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, allow_checkpointing: bool = True,
+              checkpointing: bool = False) -> MemoryPlan:
+    """The fastest plan within ``budget_bytes``: whole batches, else micro-batches, else
+    micro-batches with gradient checkpointing; ``MemoryPlanError`` when none fits."""
+    fixed = inputs.fixed_bytes()
+    longest = inputs.longest_row
+    batch_tokens = inputs.rows_per_batch * longest
+    unit_tokens = inputs.rows_per_unit * longest
+    options = [(checkpointing, inputs.checkpointed() if checkpointing else inputs.activations)]
+    if allow_checkpointing and not checkpointing:
+        options.append((True, inputs.checkpointed()))
+    for use_checkpointing, cost in options:
+        factor = _backward_factor(inputs.layers)
+        if inputs.packed:  # one row as wide as the batch's tokens: attention is over all of it
+            whole = cost.bytes(1, inputs.rows_per_batch * longest) * factor
+            if fixed + whole <= budget_bytes:
+                return _plan(inputs, budget_bytes, budget_source, fixed + whole, None, use_checkpointing, whole)
+            cap = _packed_cap(cost, factor, budget_bytes - fixed, batch_tokens)
+            if cap >= longest:
+                activations = cost.bytes(1, cap) * factor
+                return _plan(inputs, budget_bytes, budget_source, fixed + activations, cap, use_checkpointing,
+                             activations)
+            continue
+        whole = cost.bytes(inputs.rows_per_batch, longest) * factor
+        if fixed + whole <= budget_bytes:
+            return _plan(inputs, budget_bytes, budget_source, fixed + whole, None, use_checkpointing, whole)
+        room = budget_bytes - fixed - cost.constant * factor
+        per_token = (cost.per_token + cost.per_square * longest) * factor
+        cap = int(room / per_token) if per_token > 0 and room > 0 else 0
+        if cap >= unit_tokens:
+            cap = min(cap, batch_tokens)
+            activations = cost.worst_within(cap, longest) * factor
+            return _plan(inputs, budget_bytes, budget_source, fixed + activations, cap, use_checkpointing, activations)
+    smallest = fixed + options[-1][1].bytes(inputs.rows_per_unit, longest) * _backward_factor(inputs.layers)
+    raise MemoryPlanError(_no_fit_message(inputs, budget_bytes, budget_source, smallest))
+
+
+def _packed_cap(cost: ActivationCost, factor: float, room: float, most: int) -> int:
+    """The widest packed row whose activations fit in ``room`` bytes (bisection on width)."""
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        if cost.bytes(1, middle) * factor <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _plan(inputs: PlanInputs, budget: float, source: str, estimate: float, cap: int | None, checkpointing: bool,
+          activations: float) -> MemoryPlan:
+    return MemoryPlan(
+        budget_mb=budget / MB, budget_source=source, estimate_mb=estimate / MB,
+        longest_batch_tokens=inputs.rows_per_batch * inputs.longest_row, longest_row_tokens=inputs.longest_row,
+        micro_batch_tokens=cap, gradient_checkpointing=checkpointing,
+        parts_mb={"process_before_training": round(inputs.baseline_bytes / MB, 1),
+                  "trainable_state": round(inputs.trainable_parameters * TRAINABLE_STATE_BYTES / MB, 1),
+                  "activations": round(activations / MB, 1), "lm_head": round(inputs.head_bytes / MB, 1),
+                  "slack": round(SAFETY_BYTES / MB, 1)})
+
+
+def _no_fit_message(inputs: PlanInputs, budget: float, source: str, smallest: float) -> str:
+    state = inputs.trainable_parameters * TRAINABLE_STATE_BYTES
+    lines = [f"training does not fit in memory: even one row of {inputs.longest_row:,} tokens with gradient "
+             f"checkpointing needs about {_gb(smallest / MB)}, and the budget is {_gb(budget / MB)} ({source})."]
+    if inputs.baseline_bytes > budget:
+        lines.append(f"The process already holds {_gb(inputs.baseline_bytes / MB)} (libraries, model weights, data) "
+                     "before training.")
+    lines.append(f"Parts: process now {_gb(inputs.baseline_bytes / MB)}, gradients and optimizer state "
+                 f"{_gb(state / MB)}, LM head {_gb(inputs.head_bytes / MB)}.")
+    lines.append("What would help: a shorter model.max_length (longest row now "
+                 f"{inputs.longest_row:,} tokens); method=lora or qlora instead of full fine-tuning"
+                 f" ({inputs.trainable_parameters:,} parameters train now); a smaller model; or, if more memory is "
+                 "free than ftune assumes, a larger train.memory_limit (e.g. train.memory_limit=16GB).")
+    return "\n".join(lines)
+
+
+def _gb(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:,.0f} MB"
+
+
+# --- measurements -------------------------------------------------------------------------
+
+def process_bytes(device: str) -> float:
+    """Memory the process holds now: resident set on CPU, allocated device memory on CUDA."""
+    if device == "cuda":
+        import torch
+
+        return float(torch.cuda.memory_allocated())
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text()) if Path("/proc/self/status").exists() else None
+    if match:
+        return float(match.group(1)) * 1024
+    import resource
+
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def available_bytes(device: str) -> float | None:
+    """Memory that can still be taken: free device memory on CUDA; on Linux, MemAvailable
+    (or the cgroup's remaining limit, when lower)."""
+    if device == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        return float(free)
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        return None
+    match = re.search(r"MemAvailable:\s+(\d+) kB", meminfo.read_text())
+    available = float(match.group(1)) * 1024 if match else None
+    limit, current = Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")
+    try:
+        if limit.exists() and limit.read_text().strip() != "max":
+            remaining = float(limit.read_text()) - float(current.read_text())
+            available = remaining if available is None else min(available, remaining)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def memory_budget(limit: str | None, device: str, baseline: float) -> tuple[float, str] | None:
+    """(budget in bytes, where it came from); None where the free memory cannot be read."""
+    if limit:
+        return parse_memory_size(limit), f"train.memory_limit={limit}"
+    free = available_bytes(device)
+    if free is None:
+        return None
+    where = "free GPU memory" if device == "cuda" else "available memory"
+    return baseline + DEFAULT_SHARE * free, f"{DEFAULT_SHARE:.0%} of the {_gb(free / MB)} {where} + this process"
+
+
+def measure_activations(forward: Callable[[Any, Any], Any], vocab_size: int, device: str,
+                        parameters: list, lengths: tuple[int, int, int] = (32, 64, 128)) -> ActivationCost:
+    """Fit ``ActivationCost`` from what autograd saves for three synthetic 2-row batches (the
+    second row 3/4 as long, so the attention mask is real). ``forward(input_ids, attention_mask)``
+    runs the model as training does; RNG state is restored afterwards."""
+    import numpy as np
+    import torch
+
+    weights = {p.data_ptr() for p in parameters}
+    saved = []
+    for width in lengths:
+        seen: dict[int, int] = {}
+
+        def pack(tensor):
+            if torch.is_tensor(tensor):
+                storage = tensor.untyped_storage()
+                if storage.data_ptr() not in weights:
+                    seen[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+            generator = torch.Generator().manual_seed(0)
+            ids = torch.randint(low=min(10, vocab_size - 1), high=vocab_size, size=(2, width), generator=generator)
+            mask = torch.ones_like(ids)
+            mask[1, (3 * width) // 4:] = 0
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                out = forward(ids.to(device), mask.to(device))
+            del out
+        saved.append(sum(seen.values()))
+    rows = 2
+    matrix = np.array([[1.0, rows * w, rows * w * w] for w in lengths])
+    constant, per_token, per_square = np.linalg.solve(matrix, np.array(saved, dtype=float))
+    if per_square < 0:  # linear attention memory (a fused kernel): refit without the square term
+        per_square = 0.0
+        (constant, per_token), *_ = np.linalg.lstsq(matrix[:, :2], np.array(saved, dtype=float), rcond=None)
+    return ActivationCost(max(float(constant), 0.0), max(float(per_token), 0.0), float(per_square))
