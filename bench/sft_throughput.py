@@ -164,6 +164,7 @@ def _ftune_trainer(args, examples, task, total_steps, timer):
     from ftune.train.device import count_parameters, plan_device
     from ftune.train.run_dir import RunDir
     from ftune.train.sft import EncodedDataset, encode_examples
+    from ftune.train.trainer import ResponseLossTrainer
 
     config = load_config(None, [f"model={args.model}", "method=lora", f"method.r={LORA['r']}",
                                 f"method.alpha={LORA['alpha']}", f"method.dropout={LORA['dropout']}",
@@ -179,7 +180,7 @@ def _ftune_trainer(args, examples, task, total_steps, timer):
     collator = CountingCollator(PaddedCausalCollator.from_tokenizer(task.tokenizer))
     run = RunDir.create("/tmp/ftune-bench-runs", "bench")
     session = build_trainer(config, method, prepared, EncodedDataset(items), EncodedDataset(items[:8]), collator, run,
-                            metric="loss", greater_is_better=False)
+                            metric="loss", greater_is_better=False, trainer_class=ResponseLossTrainer)
     trainer = session.trainer
     trainer.args.eval_strategy = "no"  # measure training only, as for the other two
     for callback in list(trainer.callback_handler.callbacks):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ftune.config import Config
-from ftune.train.memory_plan import (MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost, MemoryPlan,
+from ftune.train.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost, MemoryPlan,
                                      PlanInputs, make_plan, measure_activations, memory_budget, process_bytes)
 
 # TRL's fused DPO head works on tiles of up to 4,096 tokens x 32,768 vocabulary entries (fp32),
@@ -43,7 +43,8 @@ def fit_to_memory(config: Config, trainer, prepared, shape: BatchShape, head: st
         rows_per_unit=shape.rows_per_example, longest_row=max(shape.lengths), packed=shape.packed,
         layers=_text_config(model, "num_hidden_layers", 1), hidden_size=_text_config(model, "hidden_size", 0))
     checkpointing = bool(config.train.gradient_checkpointing)
-    plan = make_plan(inputs, budget[0], budget[1], checkpointing=checkpointing)
+    pass_tokens = CPU_PASS_TOKENS if device == "cpu" else None
+    plan = make_plan(inputs, budget[0], budget[1], checkpointing=checkpointing, max_pass_tokens=pass_tokens)
     _apply(trainer, model, plan, shape)
     echo(f"ftune: {plan.describe()}")
 
@@ -57,7 +58,8 @@ def fit_to_memory(config: Config, trainer, prepared, shape: BatchShape, head: st
         estimated_activations = plan.parts_mb["activations"] * MB
         factor = max(1.0, measured_activations / max(estimated_activations, 1.0)) * 1.1
         inputs.activations = inputs.activations.scaled(factor)
-        replanned = make_plan(inputs, budget[0], budget[1], checkpointing=plan.gradient_checkpointing)
+        replanned = make_plan(inputs, budget[0], budget[1], checkpointing=plan.gradient_checkpointing,
+                              max_pass_tokens=pass_tokens)
         replanned.replanned, replanned.check_peak_mb = True, plan.check_peak_mb
         plan = replanned
         _apply(trainer, model, plan, shape)
@@ -96,7 +98,7 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
 def _apply(trainer, model, plan: MemoryPlan, shape: BatchShape) -> None:
     trainer.micro_batch_tokens = plan.micro_batch_tokens
     trainer.pair_rows = shape.rows_per_example == 2
-    if plan.gradient_checkpointing and not getattr(model, "is_gradient_checkpointing", False):
+    if plan.gradient_checkpointing:  # enabling twice is harmless
         kwargs = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)

@@ -29,6 +29,7 @@ from ftune.errors import FtuneError
 
 MB = 2**20
 GB = 2**30
+CPU_PASS_TOKENS = 4096  # on CPU a longer forward pass is no faster per token, it only takes memory
 SAFETY_BYTES = 256 * MB  # allocator slack, tokenizer buffers, the optimizer's temporaries
 TRAINABLE_STATE_BYTES = 16  # fp32 gradient + AdamW exp_avg + exp_avg_sq + best-weights copy
 DEFAULT_SHARE = 0.85
@@ -103,6 +104,11 @@ class PlanInputs:
     def fixed_bytes(self) -> float:
         return self.baseline_bytes + self.trainable_parameters * TRAINABLE_STATE_BYTES + self.head_bytes + SAFETY_BYTES
 
+    def step_activation_bytes(self, rows: int, width: int, checkpointing: bool = False) -> float:
+        """Resident bytes the activations of one forward/backward pass over ``rows`` x ``width`` take."""
+        cost = self.checkpointed() if checkpointing else self.activations
+        return cost.bytes(rows, width) * _backward_factor(self.layers)
+
     def checkpointed(self) -> ActivationCost:
         """With activation checkpointing each block keeps only its input; one block's full
         activations are rebuilt at a time in the backward pass (counted twice to be safe)."""
@@ -122,13 +128,17 @@ def _backward_factor(layers: int) -> float:
 
 
 def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, allow_checkpointing: bool = True,
-              checkpointing: bool = False) -> MemoryPlan:
+              checkpointing: bool = False, max_pass_tokens: int | None = None) -> MemoryPlan:
     """The fastest plan within ``budget_bytes``: whole batches, else micro-batches, else
-    micro-batches with gradient checkpointing; ``MemoryPlanError`` when none fits."""
+    micro-batches with gradient checkpointing; ``MemoryPlanError`` when none fits.
+    ``max_pass_tokens`` caps a forward pass even where memory would allow more (on CPU,
+    longer passes are no faster per token and only take memory)."""
     fixed = inputs.fixed_bytes()
     longest = inputs.longest_row
     batch_tokens = inputs.rows_per_batch * longest
     unit_tokens = inputs.rows_per_unit * longest
+    if max_pass_tokens:
+        batch_tokens = min(batch_tokens, max(max_pass_tokens, unit_tokens))
     options = [(checkpointing, inputs.checkpointed() if checkpointing else inputs.activations)]
     if allow_checkpointing and not checkpointing:
         options.append((True, inputs.checkpointed()))
@@ -136,7 +146,7 @@ def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, allow
         factor = _backward_factor(inputs.layers)
         if inputs.packed:  # one row as wide as the batch's tokens: attention is over all of it
             whole = cost.bytes(1, inputs.rows_per_batch * longest) * factor
-            if fixed + whole <= budget_bytes:
+            if fixed + whole <= budget_bytes and batch_tokens == inputs.rows_per_batch * longest:
                 return _plan(inputs, budget_bytes, budget_source, fixed + whole, None, use_checkpointing, whole)
             cap = _packed_cap(cost, factor, budget_bytes - fixed, batch_tokens)
             if cap >= longest:
@@ -145,7 +155,7 @@ def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, allow
                              activations)
             continue
         whole = cost.bytes(inputs.rows_per_batch, longest) * factor
-        if fixed + whole <= budget_bytes:
+        if fixed + whole <= budget_bytes and batch_tokens == inputs.rows_per_batch * longest:
             return _plan(inputs, budget_bytes, budget_source, fixed + whole, None, use_checkpointing, whole)
         room = budget_bytes - fixed - cost.constant * factor
         per_token = (cost.per_token + cost.per_square * longest) * factor
