@@ -8,7 +8,7 @@ longest batch before training, and the peak resident memory of the training phas
 CPU, allocated memory on GPU). Prints one JSON object; ``ratio`` is estimate / measured
 (above 1: the estimate was on the safe side).
 
-    python bench/memory_plan.py                 # all 9 (about 20 minutes on 2 CPU cores)
+    python bench/memory_plan.py                 # all 9 (about 30 minutes on 2 CPU cores)
     python bench/memory_plan.py --only sft-lora --steps 3
 """
 
@@ -33,7 +33,9 @@ METHODS = ("lora", "full", "qlora")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run")
+    parser.add_argument("--steps", type=int, default=2, help="optimizer steps per classification and SFT run")
+    parser.add_argument("--dpo-steps", type=int, default=1,
+                        help="optimizer steps per DPO run (its longest batch, 32,768 tokens, takes minutes on CPU)")
     parser.add_argument("--only", nargs="*", help="names such as sft-lora")
     args = parser.parse_args()
     ftune = Path(sys.executable).with_name("ftune")
@@ -43,9 +45,11 @@ def main() -> None:
             name = f"{objective}-{method}"
             if args.only and name not in args.only:
                 continue
-            rows.append(_measure(ftune, name, method, data, args.steps))
+            steps = args.dpo_steps if objective == "dpo" else args.steps
+            rows.append(_measure(ftune, name, method, data, steps))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    print(json.dumps({"model": "smollm2-135m", "steps": args.steps, "runs": rows}, indent=2))
+    print(json.dumps({"model": "smollm2-135m", "steps": args.steps, "dpo_steps": args.dpo_steps, "runs": rows},
+                     indent=2))
 
 
 def _measure(ftune: Path, name: str, method: str, data: list[str], steps: int) -> dict:
@@ -55,7 +59,8 @@ def _measure(ftune: Path, name: str, method: str, data: list[str], steps: int) -
             [str(ftune), "train", "model=smollm2-135m", f"method={method}", *data, f"train.max_steps={steps}",
              "generate.samples=0", f"run.dir={directory}"],
             capture_output=True, text=True)
-        row = {"name": name, "exit_code": result.returncode, "wall_s": round(time.monotonic() - started, 1)}
+        row = {"name": name, "steps": steps, "exit_code": result.returncode,
+               "wall_s": round(time.monotonic() - started, 1)}
         metrics_files = list(Path(directory).glob("*/metrics.json"))
         if result.returncode or not metrics_files:
             row["error"] = result.stderr[-800:]
@@ -65,7 +70,7 @@ def _measure(ftune: Path, name: str, method: str, data: list[str], steps: int) -
         measured = training["peak_training_memory_mb"]
         row.update({
             "estimate_mb": plan.get("estimate_mb"), "measured_peak_mb": measured,
-            "check_peak_mb": plan.get("check_peak_mb"), "ratio": round(plan["estimate_mb"] / measured, 3) if plan else None,
+            "check_peak_mb": plan.get("check_peak_mb"), "first_estimate_mb": plan.get("first_estimate_mb"), "ratio": round(plan["estimate_mb"] / measured, 3) if plan else None,
             "budget_mb": plan.get("budget_mb"), "micro_batch_tokens": plan.get("micro_batch_tokens"),
             "longest_batch_tokens": plan.get("longest_batch_tokens"),
             "gradient_checkpointing": plan.get("gradient_checkpointing"), "replanned": plan.get("replanned"),

@@ -42,11 +42,23 @@ def test_a_low_budget_splits_batches_and_the_loss_equals_the_unsplit_runs(tiny_l
         room = inputs.fixed_bytes() + 2.2 * inputs.step_activation_bytes(1, inputs.longest_row)
         return make_plan(inputs, room, "a budget set low on purpose", **options)
 
+    from ftune.train import trainer as trainer_module
+
+    pieces_per_batch = []
+
+    def counting_split(batch, max_tokens, pairs=False):
+        pieces = split_batch(batch, max_tokens, pairs)
+        pieces_per_batch.append(len(pieces))
+        return pieces
+
+    split_batch = trainer_module.split_batch
     monkeypatch.setattr(memory_fit, "make_plan", low_budget)
+    monkeypatch.setattr(trainer_module, "split_batch", counting_split)
     split = train_sft(sft_config(tiny_llama_dir, tmp_path / "split"), echo=lambda *_: None)
     plan = split.metrics["training"]["memory_plan"]
     assert plan["micro_batch_tokens"] is not None
     assert plan["micro_batch_tokens"] < plan["longest_batch_tokens"]
+    assert max(pieces_per_batch) > 1  # training really ran batches in several passes
 
     losses_whole, losses_split = logged_losses(whole.run_dir), logged_losses(split.run_dir)
     assert len(losses_whole) == len(losses_split) == 3

@@ -11,9 +11,12 @@ from ftune.config import Config
 from ftune.train.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost, MemoryPlan,
                                      PlanInputs, make_plan, measure_activations, memory_budget, process_bytes)
 
-# TRL's fused DPO head works on tiles of up to 4,096 tokens x 32,768 vocabulary entries (fp32),
-# one in the forward and one in the backward pass.
+# TRL's fused DPO head works on tiles of up to 4,096 tokens x 32,768 vocabulary entries (fp32).
+# Without Triton (on CPU) each tile is processed with whole-tile torch operations: the
+# backward pass holds about seven tile-sized temporaries at once (logits, log-probabilities,
+# probabilities, the target mask as floats, the gradient and its products).
 _TRL_TILE = (4096, 32768)
+_TRL_TILE_COPIES = 7
 
 
 @dataclass
@@ -61,6 +64,7 @@ def fit_to_memory(config: Config, trainer, prepared, shape: BatchShape, head: st
         replanned = make_plan(inputs, budget[0], budget[1], checkpointing=plan.gradient_checkpointing,
                               max_pass_tokens=pass_tokens)
         replanned.replanned, replanned.check_peak_mb = True, plan.check_peak_mb
+        replanned.first_estimate_mb = round(plan.estimate_mb, 1)
         plan = replanned
         _apply(trainer, model, plan, shape)
         echo(f"ftune: the longest batch took {measured / MB:,.0f} MB, more than planned; re-planned: {plan.describe()}")
@@ -130,7 +134,7 @@ def _head_bytes(model, head: str) -> float:
     if head == "chunked":
         return float(chunk_bytes(vocab))
     if head == "trl":
-        return float(2 * _TRL_TILE[0] * min(vocab, _TRL_TILE[1]) * 4)
+        return float(_TRL_TILE_COPIES * _TRL_TILE[0] * min(vocab, _TRL_TILE[1]) * 4)
     return 0.0
 
 

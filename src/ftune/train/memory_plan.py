@@ -71,6 +71,7 @@ class MemoryPlan:
     gradient_checkpointing: bool
     parts_mb: dict[str, float] = field(default_factory=dict)
     replanned: bool = False
+    first_estimate_mb: float | None = None  # the estimate before a re-plan
     check_peak_mb: float | None = None  # measured on the longest batch before training
 
     def describe(self) -> str:
