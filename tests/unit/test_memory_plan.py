@@ -195,3 +195,13 @@ def test_target_logps_equal_full_logits_with_gradients(tiny_llama_dir, technique
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-5)
     # the head is back in place afterwards
     assert isinstance(model.get_output_embeddings(), torch.nn.Linear)
+
+
+def test_no_generation_samples_when_none_are_asked_for():
+    """generate.samples=0 once generated a reply for every held-out prompt (minutes per run)."""
+    from ftune.data.conversation import Conversation, Message
+    from ftune.train.sft import sample_prompts
+
+    held_out = [Conversation([Message("user", f"q{i}"), Message("assistant", f"a{i}")]) for i in range(5)]
+    assert sample_prompts(held_out, 0) == []
+    assert len(sample_prompts(held_out, 2)) == 2

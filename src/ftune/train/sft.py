@@ -57,6 +57,8 @@ def sample_prompts(examples, count: int) -> list[list[Any]]:
     from ftune.data.conversation import Conversation, PreferencePair
 
     prompts = []
+    if count <= 0:  # generate.samples=0: no samples (not every held-out prompt)
+        return prompts
     for example in examples:
         if isinstance(example, Conversation):
             last = max(i for i, m in enumerate(example.messages) if m.role == "assistant")
