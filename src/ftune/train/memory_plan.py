@@ -203,8 +203,8 @@ def _no_fit_message(inputs: PlanInputs, budget: float, source: str, smallest: fl
     lines.append(f"Parts: process now {_gb(inputs.baseline_bytes / MB)}, gradients and optimizer state "
                  f"{_gb(state / MB)}, LM head {_gb(inputs.head_bytes / MB)}.")
     lines.append("What would help: a shorter model.max_length (longest row now "
-                 f"{inputs.longest_row:,} tokens); method=lora or qlora instead of full fine-tuning"
-                 f" ({inputs.trainable_parameters:,} parameters train now); a smaller model; or, if more memory is "
+                 f"{inputs.longest_row:,} tokens); fewer trainable parameters, e.g. method=lora or qlora"
+                 f" ({inputs.trainable_parameters:,} train now); a smaller model; or, if more memory is "
                  "free than ftune assumes, a larger train.memory_limit (e.g. train.memory_limit=16GB).")
     return "\n".join(lines)
 
