@@ -35,17 +35,13 @@ def unfinished_runs(parent: str | Path) -> list[tuple[Path, dict[str, Any]]]:
 def describe_unfinished(path: Path, status: dict[str, Any]) -> str:
     step = status.get("last_step")
     progress = f"after optimizer step {step}" if step else "before its first optimizer step finished"
-    parts = [f"{path} did not finish: its process ended {progress} (last update {status.get('updated', '?')})"]
-    memory = []
+    text = f"{path} did not finish: its process ended {progress} (last update {status.get('updated', '?')})"
     if status.get("peak_memory_mb"):
-        memory.append(f"peak memory so far {status['peak_memory_mb']:,.0f} MB")
+        text += f"; peak memory so far {status['peak_memory_mb']:,.0f} MB"
     if status.get("planned_peak_mb"):
-        memory.append(f"planned {status['planned_peak_mb']:,.0f} MB of a {status.get('memory_budget_mb', 0):,.0f} MB budget")
-    if memory:
-        parts.append("; ".join(memory))
-    parts.append("if it printed no error, the system most likely killed it for lack of memory "
-                 "(try a lower train.memory_limit or model.max_length)")
-    return ". ".join(parts) + "."
+        text += f", planned {status['planned_peak_mb']:,.0f} MB of a {status.get('memory_budget_mb', 0):,.0f} MB budget"
+    return (text + ". If it printed no error, the system most likely killed it for lack of memory "
+            "(a lower train.memory_limit or model.max_length helps).")
 
 
 def report_unfinished_runs(parent: str | Path = "runs", echo=print) -> list[Path]:
