@@ -128,8 +128,8 @@ def _backward_factor(layers: int) -> float:
     return 1.6 + 2.0 / max(layers, 1)
 
 
-def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, allow_checkpointing: bool = True,
-              checkpointing: bool = False, max_pass_tokens: int | None = None) -> MemoryPlan:
+def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, checkpointing: bool = False,
+              max_pass_tokens: int | None = None) -> MemoryPlan:
     """The fastest plan within ``budget_bytes``: whole batches, else micro-batches, else
     micro-batches with gradient checkpointing; ``MemoryPlanError`` when none fits.
     ``max_pass_tokens`` caps a forward pass even where memory would allow more (on CPU,
@@ -141,7 +141,7 @@ def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, allow
     if max_pass_tokens:
         batch_tokens = min(batch_tokens, max(max_pass_tokens, unit_tokens))
     options = [(checkpointing, inputs.checkpointed() if checkpointing else inputs.activations)]
-    if allow_checkpointing and not checkpointing:
+    if not checkpointing:
         options.append((True, inputs.checkpointed()))
     for use_checkpointing, cost in options:
         factor = _backward_factor(inputs.layers)
@@ -221,7 +221,8 @@ def process_bytes(device: str) -> float:
         import torch
 
         return float(torch.cuda.memory_allocated())
-    match = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text()) if Path("/proc/self/status").exists() else None
+    status = Path("/proc/self/status")
+    match = re.search(r"VmRSS:\s+(\d+) kB", status.read_text()) if status.exists() else None
     if match:
         return float(match.group(1)) * 1024
     import resource
