@@ -27,3 +27,14 @@ def test_dpo_with_lora_raises_held_out_preference_accuracy(tmp_path, tiny_llama_
     assert info["objective"] == "dpo" and (run / "model" / "adapter_model.safetensors").is_file()
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in log)
+    # held-out evaluation during training is ftune's preference scoring; "after" is the kept
+    # step's evaluation, and scoring the saved adapter again gives the same figures
+    evaluations = {r["step"]: r for r in log if "eval_preference_accuracy" in r}
+    best = evaluations[metrics["training"]["best_step"]]
+    assert best["eval_reward_margin"] == after["reward_margin"] and best["eval_loss"] == after["loss"]
+    assert best["eval_loss"] == min(r["eval_loss"] for r in evaluations.values())
+    rescored = run_ftune("eval", str(run), "--data", str(GEN / "preference.jsonl"), "--json", cwd=tmp_path)
+    assert rescored.returncode == 0, rescored.stderr[-3000:]
+    again = json.loads(rescored.stdout.strip().splitlines()[-1])
+    assert abs(again["reward_margin"] - after["reward_margin"]) < 1e-4
+    assert again["preference_accuracy"] == after["preference_accuracy"]

@@ -51,3 +51,31 @@ def test_long_preference_prompts_lose_their_oldest_turns_first():
     assert tiny.prompt == [Message("system", "be kind"), Message("user", "last question")]
     encoded = encode_pair(pair, template, tokenizer, max_length=8)
     assert len(encoded["prompt"]) + len(encoded["chosen"]) <= 8 + len(encoded["chosen"]) and encoded["chosen"]
+
+
+def test_completions_after_one_prompt_share_its_pass(tiny_llama_dir, monkeypatch):
+    """Replies to the same prompt continue from its cached pass: the same scores as whole rows,
+    and each prompt goes through the model once."""
+    from peft import LoraConfig, get_peft_model
+
+    from ftune.eval import scoring
+    from ftune.models.load import load_causal_lm
+
+    task = load_causal_lm(str(tiny_llama_dir))
+    encode = lambda text: task.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompts = [encode("the cat is on the mat " * k) for k in (1, 3, 6)]
+    replies = [encode(text) for text in ("good", "bad and ugly", "a rather long reply that goes on and on")]
+    pairs = [(p, r) for p in prompts for r in replies] + [([], encode("no prompt")), (encode("alone"), encode("one"))]
+    model = get_peft_model(task.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+
+    widths = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda **kw: widths.append(kw["input_ids"].shape) or forward(**kw))
+    shared = scoring.completion_logps(model, pairs, pad_id=0, batch_size=4)
+    prompt_passes = [w for w in widths if w[1] == max(len(p) for p in prompts)]
+    assert len(prompt_passes) == 1 and prompt_passes[0][0] == 1  # the longest prompt ran once, alone
+
+    monkeypatch.setattr(scoring, "_can_share_prompts", lambda model: False)
+    whole_rows = scoring.completion_logps(model, pairs, pad_id=0, batch_size=4)
+    for (a, n_a), (b, n_b) in zip(shared, whole_rows):
+        assert n_a == n_b and abs(a - b) < 1e-4

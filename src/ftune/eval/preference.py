@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Sequence
 
 
@@ -53,12 +54,12 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
     from ftune.eval.scoring import completion_logps
 
     pairs = [(p["prompt"], p[side]) for p in encoded_pairs for side in ("chosen", "rejected")]
-    policy = completion_logps(model, pairs, pad_id, batch_size=4, progress="scoring pairs")
+    policy = completion_logps(model, pairs, pad_id, batch_size=8, progress="scoring pairs")
     if same_as_reference:
         ref = policy
     else:
         with _reference(model, reference) as ref_model:
-            ref = completion_logps(ref_model, pairs, pad_id, batch_size=4, progress="scoring pairs (reference)")
+            ref = completion_logps(ref_model, pairs, pad_id, batch_size=8, progress="scoring pairs (reference)")
     margins, likelihood_wins = [], 0.0
     for i in range(0, len(pairs), 2):
         (chosen, n_chosen), (rejected, n_rejected) = policy[i], policy[i + 1]
@@ -67,8 +68,10 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
         likelihood_wins += 1.0 if per_token > 0 else 0.5 if per_token == 0 else 0.0
     n = len(margins)
     wins = sum(1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins)
+    # DPO's sigmoid loss, -log σ(margin), written to stay finite for any margin
+    loss = sum(max(-m, 0.0) + math.log1p(math.exp(-abs(m))) for m in margins) / n
     return {"preference_accuracy": wins / n, "reward_margin": sum(margins) / n,
-            "likelihood_accuracy": likelihood_wins / n, "n": n}
+            "likelihood_accuracy": likelihood_wins / n, "loss": loss, "n": n}
 
 
 @contextlib.contextmanager

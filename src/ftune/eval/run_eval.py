@@ -91,7 +91,7 @@ def is_classification_run(source: str | Path) -> bool:
 
 
 def evaluate_generative(source: str, path: str | Path, *, data_format: str = "auto", max_length: int = 1024,
-                        batch_size: int = 4, beta: float = 0.1) -> dict[str, Any]:
+                        batch_size: int = 4, beta: float | None = None) -> dict[str, Any]:
     """What fits the data, for a generative run or a base model: loss and perplexity on the
     response tokens of SFT data; preference accuracy and reward margin on preference pairs;
     label accuracy on labeled rows for a run trained on a labeled task as chat."""
@@ -114,6 +114,7 @@ def evaluate_generative(source: str, path: str | Path, *, data_format: str = "au
 
         pairs = [encode_pair(p, generator.template, generator.tokenizer, max_length) for p in examples.examples]
         reference, is_base = _preference_reference(source)
+        beta = _run_beta(source) if beta is None else beta
         pad_id = generator.tokenizer.pad_token_id or 0
         scores = preference_scores(generator.model, pairs, beta, reference, pad_id, same_as_reference=is_base)
         return {**scores, "format": examples.format, "template": generator.template.name}
@@ -143,6 +144,15 @@ def _label_accuracy_of_run(source: str, path: str | Path, generator) -> dict[str
     return label_accuracy(generator.model, generator.tokenizer, generator.template, examples.texts,
                           [index[label] for label in examples.labels], info["labels"], info["label_words"],
                           info["instruction"])
+
+def _run_beta(source: str) -> float:
+    """The DPO beta a run was trained with (its implicit reward's scale); 0.1, DPO's usual, otherwise."""
+    from ftune.config.schema import ObjectiveConfig
+
+    info_path = Path(source) / "model" / "ftune-model.json"
+    config = json.loads(info_path.read_text()).get("config", {}) if info_path.is_file() else {}
+    return float(config.get("objective", {}).get("beta", ObjectiveConfig().beta))
+
 
 def _preference_reference(source: str):
     """(reference model or None, source is a base model). Adapter runs need no reference copy

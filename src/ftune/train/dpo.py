@@ -42,6 +42,7 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     from ftune.models.load import load_causal_lm
     from ftune.train.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
     from ftune.train.memory_fit import BatchShape, fit_to_memory
+    from ftune.train.preference_eval import with_preference_evaluation
     from ftune.train.ship import save_run_model
 
     if config.model.max_length is None:
@@ -63,7 +64,7 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
         Dataset.from_list(preference_rows(data.train, template, tokenizer, config.model.max_length)),
         Dataset.from_list(preference_rows(data.validation, template, tokenizer, config.model.max_length)),
         None, run, metric="loss", greater_is_better=False, eval_batch_size=max(1, min(t.eval_batch_size, t.batch_size)),
-        trainer_class=DPOTrainer, args_class=DPOConfig, learning_rate_key="preference",
+        trainer_class=with_preference_evaluation(DPOTrainer), args_class=DPOConfig, learning_rate_key="preference",
         extra_args={"beta": config.objective.beta, "max_length": config.model.max_length,
                     "gradient_checkpointing": t.gradient_checkpointing, "precompute_ref_log_probs": False,
                     "disable_dropout": True, "truncation_mode": "keep_start"},
@@ -80,9 +81,15 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     before = preference_scores(prepared.model, held_out, config.objective.beta, reference, pad_id,
                                same_as_reference=True)  # untrained: the model is its reference
 
+    trainer = session.trainer
+    trainer.held_out_pairs, trainer.beta, trainer.reference, trainer.pad_id = (
+        held_out, config.objective.beta, reference, pad_id)
     training = run_training(session, config, echo)
-    echo("ftune: measuring the model after training ...")
-    after = preference_scores(session.trainer.model, held_out, config.objective.beta, reference, pad_id)
+    # the kept weights were scored when they were evaluated; score again only if they never were
+    after = trainer.scores_by_step.get(session.keep_best.best_step)
+    if after is None:
+        echo("ftune: measuring the model after training ...")
+        after = preference_scores(trainer.model, held_out, config.objective.beta, reference, pad_id)
 
     metrics: dict[str, Any] = {"validation": {"before": before, "after": after}, "training": training}
     run.write_json("metrics.json", metrics)
