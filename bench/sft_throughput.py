@@ -156,15 +156,15 @@ def run_child(args) -> dict:
 
 def _ftune_trainer(args, examples, task, total_steps, timer):
     """ftune's own path: its masks, collator, length-grouped sampler and Trainer subclass."""
-    from ftune.config import load_config
+    from ftune.settings import load_config
     from ftune.data.collate import PaddedCausalCollator
     from ftune.data.templates import resolve_template
     from ftune.methods import build_method
-    from ftune.train.loop import PreparedModel, build_trainer
-    from ftune.train.device import count_parameters, plan_device
-    from ftune.train.run_dir import RunDir
-    from ftune.train.sft import EncodedDataset, encode_examples
-    from ftune.train.trainer import ResponseLossTrainer
+    from ftune.training.loop import PreparedModel, build_trainer
+    from ftune.training.device import count_parameters, plan_device
+    from ftune.runs.run_dir import RunDir
+    from ftune.data.encode import EncodedDataset, encode_examples
+    from ftune.training.trainer import ResponseLossTrainer
 
     config = load_config(None, [f"model={args.model}", "method=lora", f"method.r={LORA['r']}",
                                 f"method.alpha={LORA['alpha']}", f"method.dropout={LORA['dropout']}",

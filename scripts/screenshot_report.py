@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.out}: {width}x{height} PNG, {args.out.stat().st_size / 1024:,.0f} KB")
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # also outside the venv
-    from ftune.compare.report import check_self_contained
+    from ftune.comparison.report import check_self_contained
 
     problems = check_self_contained(args.html.read_text(encoding="utf-8"))
     for problem in problems:

@@ -16,3 +16,16 @@ __version__ = "0.1.0"
 import logging as _logging
 
 _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
+
+# The library API (`ftune.api`), loaded on first use so that `import ftune` and the CLI's
+# config checks stay fast.
+_API = ("train", "evaluate", "predict", "compare", "resolve_config", "TrainedRun")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from ftune import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ftune' has no attribute {name!r}")

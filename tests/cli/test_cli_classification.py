@@ -29,7 +29,7 @@ def test_train_writes_a_complete_reloadable_run(tmp_path, model_fixture, request
         assert (run / name).is_file(), name
     manifest = read_json(run / "data.json")
     (train_file,) = manifest["files"]
-    from ftune.train.run_dir import file_sha256
+    from ftune.runs.run_dir import file_sha256
 
     assert train_file["sha256"] == file_sha256(FIXTURES / "reviews.csv")
     assert train_file["rows"] == 40 and train_file["bad_rows"] == 0

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from ftune.compare.report import PNG_SIGNATURE, ROW_FIELDS, check_self_contained, human_count, write_results
+from ftune.comparison.report import PNG_SIGNATURE, ROW_FIELDS, check_self_contained, human_count, write_results
 
 from ..conftest import REPO
 
@@ -105,7 +105,7 @@ def test_markdown_table_formats_values_for_a_reader(written):
     assert "| 0.8511 |" in lines["bitfit"] and "±" not in lines["bitfit"]  # one seed: no spread
     assert "0.075%" in lines["bitfit"] and "102K" in lines["bitfit"]
     assert "failed: out of memory" in lines["full"]
-    from ftune.compare.report import RESOURCE_COLUMNS
+    from ftune.comparison.report import RESOURCE_COLUMNS
 
     assert lines["tfidf (baseline)"].count("—") == len(RESOURCE_COLUMNS)  # even where a value was given
     assert "0.8012" in lines["tfidf (baseline)"]
@@ -171,7 +171,7 @@ def test_sft_report_plots_perplexity(tmp_path):
 
 def test_a_plot_that_fails_becomes_a_note_and_the_results_are_still_written(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from ftune.compare import plots
+    from ftune.comparison import plots
 
     def broken(*args, **kwargs):
         raise ValueError("bad data")
@@ -221,3 +221,22 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
     top = pixels[:2000, :, :3]  # the table and the first plots: never blank
     assert top.std() > 0.05
     assert (top.mean(axis=2) < 0.5).mean() > 0.005  # some dark pixels: text and lines were drawn
+
+
+def test_dpo_comparison_reports_preference_scores_under_its_own_task(tmp_path):
+    """A DPO comparison is labelled dpo, shows preference accuracy and reward margin, and no
+    empty accuracy / F1 columns."""
+    from ftune.comparison.collect import task_metrics
+    from ftune.comparison.runner import task_name
+
+    after = {"preference_accuracy": 0.625, "reward_margin": 0.0421, "likelihood_accuracy": 0.5, "loss": 0.68, "n": 8}
+    scores = task_metrics({"validation": {"before": {}, "after": after}})
+    assert scores == {"preference_accuracy": 0.625, "reward_margin": 0.0421}
+    rows = [{"method": "lora", "kind": "technique", "status": "ok", "seeds": 1, "trainable_params": 5e5,
+             "peak_memory_mb": 900, "tokens_per_s": 100, "wall_time_s": 60, **scores}]
+    assert task_name(rows) == "dpo"
+    paths = write_results(tmp_path, rows, {}, {"task": task_name(rows), "seeds": 1})
+    table = paths["md"].read_text()
+    assert "preference accuracy" in table and "0.6250" in table and "reward margin" in table
+    assert "accuracy |" not in table.replace("preference accuracy |", "") and "F1" not in table
+    assert "| task | dpo" in table or "dpo" in paths["html"].read_text()

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from ftune.config import config_from_dict, config_to_dict, load_config, render_config
+from ftune.settings import config_from_dict, config_to_dict, load_config, render_config
 from ftune.errors import ConfigError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ftune.config import load_config
+from ftune.settings import load_config
 from ftune.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ftune.train.memory import peak_memory_mb, reset_peak_memory
+from ftune.training.memory import peak_memory_mb, reset_peak_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM reset is Linux-only")

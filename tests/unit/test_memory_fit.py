@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ftune.config import load_config
+from ftune.settings import load_config
 from tests.conftest import FIXTURES, read_json, run_ftune
 
 ALPACA = FIXTURES / "gen" / "alpaca.jsonl"
@@ -29,9 +29,9 @@ def logged_losses(run_dir) -> list[float]:
 
 
 def test_a_low_budget_splits_batches_and_the_loss_equals_the_unsplit_runs(tiny_llama_dir, tmp_path, monkeypatch):
-    from ftune.train import memory_fit
-    from ftune.train.memory_plan import make_plan
-    from ftune.train.sft import train_sft
+    from ftune.training import memory_fit
+    from ftune.training.memory_plan import make_plan
+    from ftune.recipes.sft import train_sft
 
     whole = train_sft(sft_config(tiny_llama_dir, tmp_path / "whole"), echo=lambda *_: None)
     whole_plan = whole.metrics["training"]["memory_plan"]
@@ -42,7 +42,7 @@ def test_a_low_budget_splits_batches_and_the_loss_equals_the_unsplit_runs(tiny_l
         room = inputs.fixed_bytes() + 2.2 * inputs.step_activation_bytes(1, inputs.longest_row)
         return make_plan(inputs, room, "a budget set low on purpose", **options)
 
-    from ftune.train import trainer as trainer_module
+    from ftune.training import trainer as trainer_module
 
     pieces_per_batch = []
 
@@ -72,12 +72,12 @@ def test_the_first_batch_is_the_longest(tiny_llama_dir, tmp_path):
     """transformers' length-grouped sampler puts the longest example in the first batch, so the
     first optimizer step is the one with the most padded tokens: an out-of-memory shows at once."""
     from ftune.data.collate import PaddedCausalCollator
-    from ftune.train.loop import build_trainer, prepare_model
-    from ftune.train.sft import EncodedDataset
-    from ftune.train.run_dir import RunDir
+    from ftune.training.loop import build_trainer, prepare_model
+    from ftune.data.encode import EncodedDataset
+    from ftune.runs.run_dir import RunDir
     from ftune.methods import build_method
     from ftune.models.load import load_causal_lm
-    from ftune.train.trainer import ResponseLossTrainer
+    from ftune.training.trainer import ResponseLossTrainer
 
     import random
 
@@ -111,7 +111,7 @@ def test_a_budget_below_the_model_stops_before_training_and_leaves_no_run(tiny_l
 
 
 def test_a_killed_run_is_reported_by_the_next_command(tmp_path):
-    from ftune.train.run_dir import RunDir
+    from ftune.runs.run_dir import RunDir
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -136,9 +136,9 @@ def test_when_a_row_does_not_fit_checkpointing_trains_to_the_same_loss(tmp_path,
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ftune.train import memory_fit
-    from ftune.train.memory_plan import make_plan
-    from ftune.train.sft import train_sft
+    from ftune.training import memory_fit
+    from ftune.training.memory_plan import make_plan
+    from ftune.recipes.sft import train_sft
 
     deep = tmp_path / "deep-llama"
     shutil.copytree(tiny_llama_dir, deep)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ftune.config.units import parse_memory_size
-from ftune.train.memory_plan import (GB, MB, ActivationCost, MemoryPlanError, PlanInputs, make_plan,
+from ftune.training.memory_plan import (GB, MB, ActivationCost, MemoryPlanError, PlanInputs, make_plan,
                                      measure_activations)
-from ftune.train.micro_batch import padded_tokens, split_batch
+from ftune.training.micro_batch import padded_tokens, split_batch
 
 
 def inputs(**changes) -> PlanInputs:
@@ -200,7 +200,7 @@ def test_target_logps_equal_full_logits_with_gradients(tiny_llama_dir, technique
 def test_no_generation_samples_when_none_are_asked_for():
     """generate.samples=0 once generated a reply for every held-out prompt (minutes per run)."""
     from ftune.data.conversation import Conversation, Message
-    from ftune.train.sft import sample_prompts
+    from ftune.recipes.sft import sample_prompts
 
     held_out = [Conversation([Message("user", f"q{i}"), Message("assistant", f"a{i}")]) for i in range(5)]
     assert sample_prompts(held_out, 0) == []

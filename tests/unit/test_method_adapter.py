@@ -39,7 +39,7 @@ def _logits(model, inputs):
 
 
 def _adapters(model):
-    from ftune.methods.adapter_layers import adapted_layers
+    from ftune.models.adapter_layers import adapted_layers
 
     return adapted_layers(model)
 

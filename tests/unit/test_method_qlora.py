@@ -55,7 +55,7 @@ def test_an_evaluation_pass_does_not_change_the_next_gradients(tiny_llama_dir):
 
 
 def test_parameter_counts_of_a_4bit_model_match_the_fp32_model(tiny_llama_dir):
-    from ftune.train.device import count_parameters
+    from ftune.training.device import count_parameters
 
     method = build_method("qlora")
     quantized = load_causal_lm(str(tiny_llama_dir), **method.model_load_options("cpu")).model

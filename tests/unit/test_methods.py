@@ -2,7 +2,7 @@
 
 A method added to the registry joins this matrix with no edit here: the generic invariants
 (head trains, every trainable parameter moves, save -> load reproduces outputs) apply to all;
-``EXPECTED_TRAINABLE`` pins which parameters each known technique may train.
+``OWN_WEIGHTS_TRAINABLE`` and each technique's ``added_parameter_markers`` pin which parameters may train.
 """
 
 from __future__ import annotations
@@ -23,21 +23,27 @@ def _block_index(name: str) -> int | None:
     return None
 
 
-EXPECTED_TRAINABLE = {
+# Techniques that train the model's own weights: which of them train, written out here
+# independently of the technique's code. Every other technique states the parameters it adds
+# (``added_parameter_markers``): those and the head train, nothing else.
+OWN_WEIGHTS_TRAINABLE = {
     "full": lambda name, task: True,
     "bitfit": lambda name, task: name.endswith(".bias") or task.is_head(name),
     # freeze (default layers=2, tiny models have 2 blocks): both blocks, final norm / pooler, head
     "freeze": lambda name, task: "embed" not in name,
-    "lora": lambda name, task: "lora_" in name or "modules_to_save" in name,
-    "dora": lambda name, task: "lora_" in name or "modules_to_save" in name,  # incl. lora_magnitude_vector
-    "rslora": lambda name, task: "lora_" in name or "modules_to_save" in name,
-    "qlora": lambda name, task: "lora_" in name or "modules_to_save" in name,
-    "ia3": lambda name, task: "ia3_" in name or "modules_to_save" in name,
-    "prompt": lambda name, task: name.startswith("prompt_encoder.") or "modules_to_save" in name,
-    "prefix": lambda name, task: name.startswith("prompt_encoder.") or "modules_to_save" in name,
-    "ptuning": lambda name, task: name.startswith("prompt_encoder.") or "modules_to_save" in name,
-    "adapter": lambda name, task: ".adapter." in name or task.is_head(name),
 }
+
+
+def expected_trainable(method, name: str, task) -> bool:
+    if method.name in OWN_WEIGHTS_TRAINABLE:
+        return OWN_WEIGHTS_TRAINABLE[method.name](_unwrapped(name), task)
+    head = task.is_head(_unwrapped(name)) and ".original_module." not in name  # PEFT keeps a frozen copy
+    return method.is_added_parameter(name) or "modules_to_save" in name or head
+
+
+def test_every_technique_states_what_trains():
+    silent = [n for n in method_names() if n not in OWN_WEIGHTS_TRAINABLE and not build_method(n).added_parameter_markers]
+    assert not silent, f"techniques that state neither added parameters nor an own-weights rule: {silent}"
 
 
 def _unwrapped(name: str) -> str:
@@ -103,9 +109,10 @@ def test_only_intended_parameters_train_and_all_of_them_move(name, model_dir):
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert trainable, "nothing trains"
     assert any(task.is_head(_unwrapped(n)) for n in trainable), "the head must train"
-    if name in EXPECTED_TRAINABLE:
-        wrong = [n for n, p in model.named_parameters() if p.requires_grad != EXPECTED_TRAINABLE[name](n, task)]
-        assert not wrong, f"{name}: unexpected trainability of {wrong[:5]}"
+    added = [n for n, _ in model.named_parameters() if method.is_added_parameter(n)]
+    assert bool(added) == bool(method.added_parameter_markers), f"{name}: added parameters {added[:3]}"
+    wrong = [n for n, p in model.named_parameters() if p.requires_grad != expected_trainable(method, n, task)]
+    assert not wrong, f"{name}: unexpected trainability of {wrong[:5]}"
     before = {n: p.detach().clone() for n, p in trainable.items()}
     _train(model, task, steps=2)
     unchanged = [n for n, p in trainable.items() if torch.equal(p.detach(), before[n])]
@@ -160,12 +167,13 @@ def test_merged_model_equals_the_adapter_model(name, model_dir):
     model, batch, expected = _trained_outputs(method, task, steps=2)
     with torch.no_grad():
         merged = model.merge_and_unload()
-        assert not any("lora_" in n or "ia3_" in n for n, _ in merged.named_parameters())
+        assert method.added_parameter_markers
+        assert not any(method.is_added_parameter(n) for n, _ in merged.named_parameters())
         torch.testing.assert_close(merged(**batch).logits, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_capabilities_are_declared_and_checked_before_loading():
-    from ftune.config import load_config
+    from ftune.settings import load_config
     from ftune.errors import ConfigError
 
     assert {"lora", "dora", "rslora", "ia3"} <= set(MERGEABLE_ADAPTERS)

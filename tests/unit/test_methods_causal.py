@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ftune.methods import build_method, method_names
+from tests.unit.test_methods import expected_trainable
 from ftune.models.load import load_causal_lm
 
 
@@ -36,7 +37,10 @@ def test_technique_trains_and_reloads_a_causal_lm(name, biased_llama_dir, tmp_pa
     assert method.check(task) == []
     model = method.apply(task.model, task)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and len(trainable) <= len(list(model.parameters()))
+    wrong = [n for n, p in model.named_parameters() if p.requires_grad != expected_trainable(method, n, task)]
+    assert trainable and not wrong, f"{name}: unexpected trainability of {wrong[:5]}"
+    if name != "full":
+        assert len(trainable) < len(list(model.parameters()))
     before = {n: p.detach().clone() for n, p in trainable.items()}
     optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
     model.train()

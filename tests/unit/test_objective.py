@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ftune.config import load_config
+from ftune.settings import load_config
 from ftune.errors import ConfigError, DataError
-from ftune.train.objective import resolve_objective
+from ftune.training.objective import resolve_objective
 from tests.conftest import FIXTURES
 
 GEN = FIXTURES / "gen"

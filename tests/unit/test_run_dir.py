@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ftune.train.run_dir import MODEL_INFO, RunDir, file_sha256
+from ftune.runs.run_dir import MODEL_INFO, RunDir, file_sha256
 
 
 def test_model_is_invisible_until_published(tmp_path):

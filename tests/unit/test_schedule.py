@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftune.train import schedule as schedule_module
-from ftune.train.schedule import ProgressSchedule
+from ftune.training import schedule as schedule_module
+from ftune.training.schedule import ProgressSchedule
 
 
 class FakeClock:

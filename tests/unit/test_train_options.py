@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ftune.config import load_config
-from ftune.train.classify import train_classifier
+from ftune.settings import load_config
+from ftune.recipes.classify import train_classifier
 from tests.conftest import FIXTURES
 
 QUIET = dict(echo=lambda *a, **k: None)

@@ -25,38 +25,21 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import shlex
     import sys
-    import time
     from pathlib import Path
 
+    from ftune.api import compare
     from ftune.cli.main import split_config_and_overrides
-    from ftune.compare.plan import ComparePlan, build_plan, parse_methods
-    from ftune.compare.runner import run_comparison
-    from ftune.config import load_config
     from ftune.errors import FtuneError
 
     command = "ftune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.resume:
-        directory = Path(args.resume)
-        if not (directory / "plan.json").exists():
-            raise FtuneError(f"--resume {directory}: no plan.json there; is it a compare directory?")
         if args.settings:
             raise FtuneError("--resume continues the comparison as planned; give no other settings")
-        plan = ComparePlan.from_file(directory / "plan.json")
+        paths = compare(resume=args.resume, command=command)
     else:
-        methods_text = "all"
-        rest = []
-        for item in args.settings:
-            if item.startswith("methods="):
-                methods_text = item.split("=", 1)[1]
-            else:
-                rest.append(item)
-        path, overrides = split_config_and_overrides(rest)
-        config = load_config(path, overrides)
-        plan = build_plan(config, parse_methods(methods_text), args.seeds)
-        directory = Path(args.out or Path(config.run.dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
-    print(f"ftune compare: {len(plan.methods)} techniques x {len(plan.seeds)} seed(s) on {plan.config.model.name}; "
-          f"directory {directory}")
-    paths = run_comparison(plan, directory, command)
+        methods = next((s.split("=", 1)[1] for s in args.settings if s.startswith("methods=")), "all")
+        path, overrides = split_config_and_overrides([s for s in args.settings if not s.startswith("methods=")])
+        paths = compare(path, methods, args.seeds, args.out, overrides, command=command)
     print(Path(paths["md"]).read_text() if "md" in paths else "")
     for kind, path in paths.items():
         print(f"{kind}: {path}")

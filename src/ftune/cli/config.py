@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ftune.cli.main import split_config_and_overrides
-    from ftune.config import load_config, render_config
+    from ftune.settings import load_config, render_config
 
     path, overrides = split_config_and_overrides(args.settings)
     print(render_config(load_config(path, overrides)), end="")

@@ -33,7 +33,7 @@ def run(args) -> int:
 
 def _load(args):
     from ftune.cli.main import split_config_and_overrides
-    from ftune.config import load_config
+    from ftune.settings import load_config
     from ftune.config.schema import DEFAULT_MAX_LENGTH
     from ftune.errors import FtuneError
 
@@ -57,7 +57,7 @@ def _inspect(args) -> int:
     import sys
 
     from ftune.data.masking import render_inspection
-    from ftune.train.sft import encode_example
+    from ftune.data.encode import encode_example
 
     config, examples, tokenizer, template, max_length = _load(args)
     color = not args.no_color and sys.stdout.isatty()
@@ -74,7 +74,7 @@ def _stats(args) -> int:
     import json
 
     from ftune.data.generative import dataset_stats_basic
-    from ftune.train.sft import encode_example
+    from ftune.data.encode import encode_example
 
     config, examples, tokenizer, template, max_length = _load(args)
     stats = dataset_stats_basic(examples)

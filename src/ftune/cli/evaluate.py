@@ -28,11 +28,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from ftune.eval.run_eval import evaluate_generative, evaluate_run_on_file, is_classification_run
+    from ftune.api import evaluate
+    from ftune.eval.run_eval import is_classification_run
 
     if not is_classification_run(args.run_dir):
-        data_format = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data.format=")), "auto")
-        scores = evaluate_generative(args.run_dir, args.data, data_format=data_format)
+        scores = evaluate(args.run_dir, args.data, args.overrides)
         if args.json:
             print(json.dumps(scores))
             return 0
@@ -42,7 +42,7 @@ def run(args) -> int:
             if scores.get(key) is not None:
                 print(f"  {key:<20}{scores[key]:.4f}" if isinstance(scores[key], float) else f"  {key:<20}{scores[key]}")
         return 0
-    metrics = evaluate_run_on_file(args.run_dir, args.data, args.overrides, batch_size=args.batch_size)
+    metrics = evaluate(args.run_dir, args.data, args.overrides, batch_size=args.batch_size)
     if args.json:
         keys = ("accuracy", "f1", "precision", "recall", "loss", "n")
         print(json.dumps({k: metrics[k] for k in keys} | {"confusion_matrix": metrics["confusion_matrix"]}))

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_unfinished_runs() -> None:
     """A run killed by the system (out of memory) left no message; say so now, once."""
-    from ftune.train.unfinished import report_unfinished_runs
+    from ftune.runs.unfinished import report_unfinished_runs
 
     report_unfinished_runs("runs", echo=lambda line: print(line, file=sys.stderr))
 

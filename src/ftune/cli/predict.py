@@ -22,13 +22,13 @@ def run(args) -> int:
     import json
 
     from ftune.errors import FtuneError
-    from ftune.eval.run_eval import predict_run
+    from ftune.api import predict
 
     overrides = [t for t in args.texts if t.startswith("data.") and "=" in t]
     texts = [t for t in args.texts if t not in overrides]
     if bool(texts) == bool(args.data):
         raise FtuneError("give texts to classify, or --data FILE (not both)")
-    for text, ranked in predict_run(args.run_dir, texts or None, args.data, overrides):
+    for text, ranked in predict(args.run_dir, texts or None, args.data, overrides):
         if args.json:
             print(json.dumps({"text": text, "label": ranked[0][0],
                               "probabilities": {label: round(p, 6) for label, p in ranked}}, ensure_ascii=False))

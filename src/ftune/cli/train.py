@@ -20,44 +20,28 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ftune.api import train
     from ftune.cli.main import split_config_and_overrides
-    from ftune.config import load_config
+    from ftune.settings import load_config
 
     path, overrides = split_config_and_overrides(args.settings)
     config = load_config(path, overrides)  # every config problem surfaces here, before any import of torch
-    train_and_report(config)
+    result = train(config)
+    {"classification": _classification, "sft": _sft, "dpo": _dpo}[result.objective](config, result)
+    _summary(result)
     return 0
 
 
-def train_and_report(config):
-    """Train with the objective the config and data call for, print its results; the TrainedRun."""
-    from ftune.train.objective import resolve_objective
+def _classification(config, result) -> None:
+    from ftune.recipes.model_card import results_table
 
-    objective = resolve_objective(config)
-    if objective == "classification":
-        return _classification(config)
-    if objective == "sft":
-        return _sft(config)
-    return _dpo(config)
-
-
-def _classification(config):
-    from ftune.train.classify import train_classifier
-    from ftune.train.model_card import results_table
-
-    result = train_classifier(config)
     for split in ("validation", "test"):
         if split in result.metrics:
             print(f"\n{split} split ({result.metrics[split]['model']['n']:,} rows):")
             print(results_table(result.metrics[split], f"{config.model.name} + {config.method.name}"))
-    _summary(result)
-    return result
 
 
-def _sft(config):
-    from ftune.train.sft import train_sft
-
-    result = train_sft(config)
+def _sft(config, result) -> None:
     before, after = result.metrics["validation"]["before"], result.metrics["validation"]["after"]
     print(f"\nvalidation ({after['n']:,} examples, {after['tokens']:,} response tokens):")
     print(f"{'':<22}{'loss':>9}{'perplexity':>12}{'samples ending with EOS':>26}")
@@ -66,27 +50,20 @@ def _sft(config):
         print(f"{name:<22}{scores['loss']:>9.4f}{scores['perplexity']:>12.2f}{eos:>26}")
     labels = result.metrics["validation"].get("labels")
     if labels:
-        from ftune.train.model_card import label_table
+        from ftune.recipes.model_card import label_table
 
         print(f"\nlabel accuracy on the validation split ({labels['fine_tuned']['n']:,} rows, "
               "label chosen by likelihood):")
         print(label_table(labels, f"{config.model.name} + {config.method.name} (SFT)"))
-    _summary(result)
-    return result
 
 
-def _dpo(config):
-    from ftune.train.dpo import train_dpo
-
-    result = train_dpo(config)
+def _dpo(config, result) -> None:
     before, after = result.metrics["validation"]["before"], result.metrics["validation"]["after"]
     print(f"\nheld-out preference pairs ({after['n']:,}):")
     print(f"{'':<18}{'preference acc.':>16}{'reward margin':>15}{'likelihood acc.':>17}")
     for name, scores in (("before training", before), ("after training", after)):
         print(f"{name:<18}{scores['preference_accuracy']:>16.4f}{scores['reward_margin']:>15.4f}"
               f"{scores['likelihood_accuracy']:>17.4f}")
-    _summary(result)
-    return result
 
 
 def _summary(result) -> None:

@@ -36,7 +36,7 @@ class ClassificationData:
 
 def build_classification_data(data: DataConfig, seed: int) -> ClassificationData:
     """Read, validate, split and label-encode the configured files; report what was skipped."""
-    from ftune.train.run_dir import file_sha256
+    from ftune.runs.run_dir import file_sha256
 
     train_path = Path(data.train) if data.train else demo_data_path()
     notices: list[str] = []

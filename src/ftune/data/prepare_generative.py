@@ -24,7 +24,7 @@ class GenerativeData:
 def build_generative_data(data: DataConfig, seed: int) -> GenerativeData:
     """Read and validate the files, hold out a seeded share for validation, report bad rows."""
     from ftune.data.generative import format_generative_bad_rows, load_generative_file
-    from ftune.train.run_dir import file_sha256
+    from ftune.runs.run_dir import file_sha256
 
     notices: list[str] = []
     files: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ftune.errors import FtuneError
-from ftune.train.run_dir import MODEL_DIR, MODEL_INFO
+from ftune.runs.run_dir import MODEL_DIR, MODEL_INFO
 
 
 @dataclass

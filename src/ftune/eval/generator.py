@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ftune.errors import FtuneError
-from ftune.train.run_dir import MODEL_DIR, MODEL_INFO
+from ftune.runs.run_dir import MODEL_DIR, MODEL_INFO
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Generator:
         """Generate the next assistant turn after ``messages`` (a list of Message)."""
         from ftune.data.masking import encode_prompt
         from ftune.eval.generative import generate_replies
-        from ftune.train.sft import stop_token_ids
+        from ftune.data.encode import stop_token_ids
 
         streamer = None
         if stream:

@@ -12,7 +12,7 @@ from ftune.errors import ConfigError, FtuneError
 
 def run_data_settings(run_dir: str | Path, overrides: list[str]) -> DataConfig:
     """The run's ``data`` settings with the resolved training columns as defaults, then overrides."""
-    from ftune.config.load import Setting, parse_override, resolve_settings
+    from ftune.settings.load import Setting, parse_override, resolve_settings
 
     run_dir = Path(run_dir)
     info_path = run_dir / "model" / "ftune-model.json"
@@ -99,7 +99,7 @@ def evaluate_generative(source: str, path: str | Path, *, data_format: str = "au
     from ftune.data.generative import detect_file_format, format_generative_bad_rows, load_generative_file
     from ftune.eval.generative import response_loss
     from ftune.eval.generator import load_generator
-    from ftune.train.sft import encode_examples
+    from ftune.data.encode import encode_examples
 
     generator = load_generator(source)
     if data_format == "classification" or (data_format == "auto" and detect_file_format(path) is None):

@@ -1,6 +1,5 @@
-"""Adaptation techniques. Each module registers one; importing this package registers all."""
+"""Adaptation techniques. One module each, found and registered the first time the registry is asked (`ftune.discovery`)."""
 
-from ftune.methods import adapter, bitfit, dora, freeze, full, ia3, lora, prefix, prompt, ptuning, qlora, rslora  # noqa: F401
 from ftune.methods.base import (
     Capabilities,
     Method,

@@ -4,7 +4,7 @@ A small ``down -> activation -> up`` network with a residual connection follows 
 projection of chosen sub-layers in every transformer block; only the adapters and the task head
 train. ``pfeiffer`` puts one adapter after each feed-forward sub-layer, ``houlsby`` also one after
 each attention sub-layer. The up-projection starts at zero, so training starts from the base
-model exactly. The layers themselves live in ``adapter_layers`` (which imports torch).
+model exactly. The layers themselves live in ``ftune.models.adapter_layers`` (which imports torch).
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class Adapter(Method):
     capabilities = Capabilities(mergeable=False, generation=True, classification=True)
     default_learning_rates = {"classification": 1e-3, "causal_lm": 5e-4, "preference": 1e-4}
     saves_adapter = True
+    added_parameter_markers = (".adapter.",)
 
     @classmethod
     def check_options(cls, options):
@@ -174,7 +175,7 @@ class Adapter(Method):
 
 def _insert(model, targets: list[str], options: AdapterOptions, head_modules: list[str]) -> list:
     """Put the adapters in (returned), and record on the model what save() needs."""
-    from ftune.methods.adapter_layers import adapters_disabled, insert_adapters
+    from ftune.models.adapter_layers import adapters_disabled, insert_adapters
 
     layers = insert_adapters(model, targets, options.reduction_factor, options.activation)
     setattr(model, RECORD, {"options": dataclasses.asdict(options), "targets": list(targets),

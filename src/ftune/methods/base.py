@@ -47,6 +47,14 @@ class Method:
     default_learning_rates: ClassVar[dict[str, float]] = {"classification": 5e-5, "causal_lm": 2e-5, "preference": 5e-6}
     # True when save() writes only an adapter that needs the base model to load.
     saves_adapter: ClassVar[bool] = False
+    # What trains, for techniques that add parameters: fragments of the added parameters'
+    # names ("lora_", "hada_", ...). These, the PEFT copies of the head ("modules_to_save")
+    # and nothing else train; after a merge none is left. Empty for techniques that train
+    # the model's own weights (full, freeze, bitfit).
+    added_parameter_markers: ClassVar[tuple[str, ...]] = ()
+
+    def is_added_parameter(self, name: str) -> bool:
+        return any(marker in name for marker in self.added_parameter_markers)
 
     def __init__(self, options: Any | None = None):
         self.options = options if options is not None else self.Options()
@@ -122,5 +130,6 @@ def build_method(name: str, options: dict[str, Any] | None = None) -> Method:
 
 
 def _import_builtin_methods() -> None:
-    # Importing the package runs every @register_method in it.
-    import ftune.methods  # noqa: F401
+    from ftune.discovery import import_submodules
+
+    import_submodules("ftune.methods")  # each module's @register_method adds its technique

@@ -19,6 +19,7 @@ class IA3(PeftMethod):
     Mergeable; ships as a tiny adapter."""
 
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
+    added_parameter_markers = ("ia3_",)
     default_learning_rates = {"classification": 5e-3, "causal_lm": 3e-3, "preference": 1e-3}
     def layers(self, task) -> tuple[list[str], list[str]]:
         linear = task.linear_layer_names()

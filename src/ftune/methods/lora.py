@@ -28,6 +28,7 @@ class Lora(PeftMethod):
     """Low-Rank Adaptation (Hu et al., 2021), via PEFT. Ships as a small safetensors adapter."""
 
     Options = LoraOptions
+    added_parameter_markers = ("lora_",)
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
     default_learning_rates = {"classification": 1e-3, "causal_lm": 2e-4, "preference": 5e-5}
     @classmethod

@@ -20,6 +20,7 @@ class PromptLearningMethod(PeftMethod):
 
     Options = VirtualTokenOptions
     capabilities = Capabilities(mergeable=False, generation=True, classification=True)
+    added_parameter_markers = ("prompt_encoder.",)
 
     @classmethod
     def check_options(cls, options):

@@ -1,6 +1,5 @@
-"""Generative data formats, one module each; importing this package registers them all."""
+"""Generative data formats, one module each, found and registered the first time the registry is asked."""
 
-from ftune.data.formats import alpaca, chat, hh, preference, prompt_completion, text  # noqa: F401
 from ftune.data.formats.base import (
     DataFormat,
     RowProblem,

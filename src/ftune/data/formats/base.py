@@ -112,8 +112,9 @@ def registered_formats() -> list[DataFormat]:
 
 
 def _import_builtin_formats() -> None:
-    # Importing the package runs every @register_format in it.
-    import ftune.data.formats  # noqa: F401
+    from ftune.discovery import import_submodules
+
+    import_submodules("ftune.data.formats")  # each module's @register_format adds its format
 
 
 # Helpers the format modules share.

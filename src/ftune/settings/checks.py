@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ftune.config.schema import Config
 
 if TYPE_CHECKING:
-    from ftune.config.load import Setting
+    from ftune.settings.setting import Setting
 
 
 def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:

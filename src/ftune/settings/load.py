@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,20 +19,16 @@ import yaml
 
 from ftune.config.schema import SHORTHAND_SECTIONS, Config, MethodConfig
 from ftune.errors import ConfigError
+from ftune.settings.setting import Setting
 
 
-@dataclass
-class Setting:
-    """One value as the user gave it, and where."""
-
-    value: Any
-    origin: str  # "my.yaml:12" or "override 'train.epochs=3'"
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, *, check: bool = True
+    path: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None, *, check: bool = True
 ) -> Config:
-    """Resolve defaults <- YAML file <- overrides into a validated ``Config``.
+    """Resolve defaults <- YAML file (or a nested dict, as the YAML would read) <- overrides
+    into a validated ``Config``.
 
     ``check=False`` skips the cross-setting checks (files exist, model is known): used to
     reload a finished run's config on another machine. Raises ``ConfigError`` listing every
@@ -40,7 +36,9 @@ def load_config(
     """
     problems: list[str] = []
     settings: dict[str, Setting] = {}
-    if path is not None:
+    if isinstance(path, dict):
+        settings.update(dict_settings(path, "config dict"))
+    elif path is not None:
         settings.update(_read_yaml(Path(path), problems))
     for text in overrides or []:
         parsed = parse_override(text, problems)
@@ -49,12 +47,23 @@ def load_config(
     return resolve_settings(settings, problems, check=check)
 
 
+def dict_settings(data: dict[str, Any], origin: str) -> dict[str, Setting]:
+    """``{"train": {"epochs": 3}}`` as dotted settings; a technique's options sit beside
+    ``method.name``, and ``{"model": "smollm2-135m"}`` is short for its name, as in YAML."""
+    settings = {}
+    for section, values in data.items():
+        if section in SHORTHAND_SECTIONS and not isinstance(values, dict):
+            values = {SHORTHAND_SECTIONS[section]: values}
+        settings.update({f"{section}.{key}": Setting(value, origin) for key, value in (values or {}).items()})
+    return settings
+
+
 def resolve_settings(settings: dict[str, Setting], problems: list[str] | None = None, *, check: bool = True) -> Config:
     """Build and validate a ``Config`` from dotted keys; raise ``ConfigError`` on any problem."""
     problems = problems if problems is not None else []
     config = _build(settings, problems)
     if check and not problems:
-        from ftune.config.checks import check_config
+        from ftune.settings.checks import check_config
 
         problems.extend(check_config(config, settings))
     if problems:

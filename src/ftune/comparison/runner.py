@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ftune.compare.plan import ComparePlan, Slot
-from ftune.config import config_to_dict
+from ftune.comparison.plan import ComparePlan, Slot
+from ftune.comparison.columns import TASK_METRICS
+from ftune.settings import config_to_dict
 
 FINISHED = ("ok", "not applicable")
 
@@ -64,7 +65,7 @@ def run_slot(plan: ComparePlan, directory: Path, slot: Slot) -> tuple[dict[str, 
     started = time.monotonic()
     interrupted = False
     with open(slot_dir / "output.log", "wb") as log:
-        child = subprocess.Popen([sys.executable, "-m", "ftune.compare.worker", str(slot_dir)],
+        child = subprocess.Popen([sys.executable, "-m", "ftune.comparison.worker", str(slot_dir)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         while True:
             try:
@@ -114,8 +115,8 @@ def _time_left(durations: list[float], remaining: int) -> str:
 
 
 def write_report(plan: ComparePlan, directory: Path, started: str, command: str) -> dict[str, Path]:
-    from ftune.compare.collect import collect_rows
-    from ftune.compare.report import write_results
+    from ftune.comparison.collect import collect_rows
+    from ftune.comparison.report import write_results
 
     rows, curves = collect_rows(plan, directory)
     t = plan.config.train
@@ -123,7 +124,7 @@ def write_report(plan: ComparePlan, directory: Path, started: str, command: str)
               f"{t.max_minutes:g} min" if t.max_minutes is not None else ""]
     budget = " or ".join(x for x in limits if x) or f"{t.epochs:g} epochs"
     budget += " per technique"
-    meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": _task_name(rows),
+    meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": task_name(rows),
             "budget": budget, "seeds": len(plan.seeds), "started": started,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "device": plan.config.train.device,
             "command": command, "learning_rate": t.learning_rate or "each technique's default",
@@ -132,8 +133,11 @@ def write_report(plan: ComparePlan, directory: Path, started: str, command: str)
     return write_results(directory, rows, curves, meta)
 
 
-def _task_name(rows: list[dict]) -> str:
+def task_name(rows: list[dict]) -> str:
+    """classification, sft or dpo: the task whose scores the finished techniques report."""
     techniques = [r for r in rows if r.get("kind") == "technique"]
-    if any("perplexity" in r for r in techniques) and not any("accuracy" in r for r in techniques):
-        return "sft"
+    for task in ("dpo", "sft"):
+        first = TASK_METRICS[task][0]
+        if any(first in r for r in techniques) and not any("accuracy" in r for r in techniques):
+            return task
     return "classification"

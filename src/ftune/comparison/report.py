@@ -17,15 +17,15 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ftune.train.run_dir import RunDir
+from ftune.comparison.columns import METRIC_TITLES, TASK_METRICS, finite_number, human_count
+from ftune.runs.run_dir import RunDir
 
 ROW_FIELDS = (
     "method", "kind", "status", "note", "seeds", "trainable_params", "trainable_share",
     "peak_memory_mb", "model_memory_mb", "wall_time_s", "train_steps", "tokens_per_s", "ship_size_mb",
     "accuracy", "accuracy_std", "f1", "f1_std", "perplexity", "perplexity_std",
+    "preference_accuracy", "preference_accuracy_std", "reward_margin", "reward_margin_std",
 )
-TASK_METRICS = {"classification": ("accuracy", "f1"), "sft": ("perplexity",)}
-METRIC_TITLES = {"accuracy": "accuracy", "f1": "macro-F1", "perplexity": "perplexity"}
 RESULT_FILES = {"csv": "results.csv", "json": "results.json", "md": "results.md", "html": "report.html"}
 MISSING = "—"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -78,22 +78,6 @@ def _finite_or_none(value: Any) -> Any:
 
 # ---------------------------------------------------------------- the table, as text cells
 
-def _number(value: Any) -> float | None:
-    """A finite float, or None for anything missing, NaN or not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def human_count(n: float) -> str:
-    """1840000 -> '1.84M', 12345 -> '12.3K', 512 -> '512'."""
-    for suffix in ("", "K", "M", "B"):
-        if abs(n) < 999.5 or suffix == "B":
-            return f"{n:.0f}" if not suffix else f"{n:.3g}{suffix}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
 def _share(v: float) -> str:
     return f"{v:.2%}" if v >= 0.001 or v == 0 else f"{v * 100:.2g}%"
 
@@ -120,7 +104,7 @@ def _metrics_shown(rows: list[dict], meta: dict) -> list[str]:
 
 
 def _metric_cell(row: dict, metric: str, seeds: Any) -> str:
-    value, std = _number(row.get(metric)), _number(row.get(f"{metric}_std"))
+    value, std = finite_number(row.get(metric)), finite_number(row.get(f"{metric}_std"))
     if value is None:
         return MISSING
     digits = 2 if metric == "perplexity" else 4
@@ -145,7 +129,7 @@ def table(rows: list[dict], meta: dict) -> tuple[list[str], list[list[str]]]:
         baseline = row.get("kind") == "baseline"
         cells = [f"{row.get('method', '?')}{' (baseline)' if baseline else ''}", status_text(row)]
         for key, _, fmt in RESOURCE_COLUMNS:
-            value = _number(row.get(key))
+            value = finite_number(row.get(key))
             cells.append(MISSING if baseline or value is None else fmt(value))
         seeds = row.get("seeds", meta.get("seeds"))
         body.append(cells + [_metric_cell(row, m, seeds) for m in metrics])
@@ -223,7 +207,7 @@ def report_html(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> 
             "failed": "failed", "interrupted": "interrupted", "not applicable": "na"}.get(status, "")
         parts.append(f'<tr class="{css}">' + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     parts += ["</tbody></table>", f'<p class="foot">{esc(_footnote(rows, meta))}</p>', "<h2>Plots</h2>"]
-    from ftune.compare.plots import draw_plots
+    from ftune.comparison.plots import draw_plots
 
     for caption, png, note in draw_plots(rows, curves, meta):
         if png is None:

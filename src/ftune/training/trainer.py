@@ -6,8 +6,8 @@ from __future__ import annotations
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 
-from ftune.train.micro_batch import split_batch
-from ftune.train.schedule import ProgressSchedule
+from ftune.training.micro_batch import split_batch
+from ftune.training.schedule import ProgressSchedule
 
 
 class ScheduleMixin:

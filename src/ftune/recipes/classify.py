@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ftune.config import Config
 from ftune.config.schema import DEFAULT_MAX_LENGTH
-
-
-@dataclass
-class TrainedRun:
-    run_dir: Path
-    metrics: dict[str, Any]
+from ftune.training.loop import TrainedRun
 
 
 def train_classifier(config: Config, echo=print) -> TrainedRun:
@@ -23,10 +16,10 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     from ftune.data.prepare import build_classification_data
     from ftune.methods import build_method
     from ftune.models.load import load_classifier
-    from ftune.train.loop import build_trainer, finish_run, open_run, prepare_model, run_training
-    from ftune.train.memory_fit import BatchShape, fit_to_memory
-    from ftune.train.model_card import write_model_card
-    from ftune.train.run_dir import RunDir
+    from ftune.training.loop import build_trainer, default_run_name, finish_run, open_run, prepare_model, run_training
+    from ftune.training.memory_fit import BatchShape, fit_to_memory
+    from ftune.recipes.model_card import write_model_card
+    from ftune.runs.run_dir import RunDir
 
     if config.model.max_length is None:
         config.model.max_length = DEFAULT_MAX_LENGTH["classification"]
@@ -63,10 +56,6 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     write_model_card(run, config, data.manifest, metrics)
     finish_run(run, training)
     return TrainedRun(run.path, metrics)
-
-
-def default_run_name(config: Config) -> str:
-    return f"{Path(config.model.name).name}-{config.method.name}"
 
 
 def _training_metrics(prediction) -> dict[str, float]:
@@ -113,7 +102,7 @@ def _evaluate_all(config: Config, model, tokenizer, data) -> dict[str, Any]:
 
 
 def _save_model(config: Config, method, model, task, label_names, run) -> None:
-    from ftune.train.ship import save_run_model
+    from ftune.training.ship import save_run_model
 
     save_run_model(config, method, model, task.tokenizer, run, task="classification",
                    extra={"labels": label_names})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ftune.config import Config
-from ftune.train.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost, MemoryPlan,
+from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost, MemoryPlan,
                                      PlanInputs, make_plan, measure_activations, memory_budget, process_bytes)
 
 # TRL's fused DPO head works on tiles of up to 4,096 tokens x 32,768 vocabulary entries (fp32).
@@ -76,8 +76,8 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
     cleared and RNG restored; returns the process's peak memory (bytes) during it."""
     import torch
 
-    from ftune.train.memory import peak_memory_mb, reset_peak_memory
-    from ftune.train.micro_batch import padded_tokens, split_batch
+    from ftune.training.memory import peak_memory_mb, reset_peak_memory
+    from ftune.training.micro_batch import padded_tokens, split_batch
 
     dataset = trainer.train_dataset
     order = sorted(range(len(shape.lengths)), key=lambda i: -shape.lengths[i])[: shape.batch_size]

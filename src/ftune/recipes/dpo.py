@@ -11,7 +11,7 @@ from typing import Any
 
 from ftune.config import Config
 from ftune.config.schema import DEFAULT_MAX_LENGTH
-from ftune.train.classify import TrainedRun
+from ftune.training.loop import TrainedRun
 
 
 def preference_rows(pairs, template, tokenizer, max_length: int) -> list[dict[str, str]]:
@@ -40,10 +40,10 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     from ftune.eval.preference import encode_pair, preference_scores
     from ftune.methods import build_method
     from ftune.models.load import load_causal_lm
-    from ftune.train.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
-    from ftune.train.memory_fit import BatchShape, fit_to_memory
-    from ftune.train.preference_eval import with_preference_evaluation
-    from ftune.train.ship import save_run_model
+    from ftune.training.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
+    from ftune.training.memory_fit import BatchShape, fit_to_memory
+    from ftune.recipes.preference_eval import with_preference_evaluation
+    from ftune.training.ship import save_run_model
 
     if config.model.max_length is None:
         config.model.max_length = DEFAULT_MAX_LENGTH["dpo"]
@@ -95,7 +95,7 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     run.write_json("metrics.json", metrics)
     save_run_model(config, method, session.trainer.model, tokenizer, run, task="causal_lm",
                    extra={"template": template.name, "objective": "dpo"})
-    from ftune.train.model_card import write_preference_card
+    from ftune.recipes.model_card import write_preference_card
 
     write_preference_card(run, config, data.manifest, metrics)
     finish_run(run, training)

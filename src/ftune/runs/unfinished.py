@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftune.train.run_dir import read_status
+from ftune.runs.run_dir import read_status
 
 
 def process_alive(pid: int | None) -> bool:
@@ -46,7 +46,7 @@ def describe_unfinished(path: Path, status: dict[str, Any]) -> str:
 
 def report_unfinished_runs(parent: str | Path = "runs", echo=print) -> list[Path]:
     """Say once about each run that ended without finishing, then mark it ``unfinished``."""
-    from ftune.train.run_dir import RunDir
+    from ftune.runs.run_dir import RunDir
 
     reported = []
     for path, status in unfinished_runs(parent):

@@ -1,4 +1,4 @@
-"""One technique of a comparison, in a process of its own: ``python -m ftune.compare.worker SLOT_DIR``.
+"""One technique of a comparison, in a process of its own: ``python -m ftune.comparison.worker SLOT_DIR``.
 
 Reads ``SLOT_DIR/config.json``, trains into ``SLOT_DIR`` as ``ftune train`` would, and writes
 ``SLOT_DIR/worker.json``: ``{"status": "ok" | "not applicable" | "failed" | "interrupted",
@@ -14,14 +14,14 @@ from pathlib import Path
 
 
 def train_slot(slot_dir: Path) -> dict:
-    from ftune.cli.train import train_and_report
-    from ftune.config import config_from_dict
+    from ftune.recipes.dispatch import train_for_objective
+    from ftune.settings import config_from_dict
     from ftune.errors import FtuneError, MethodNotApplicable
 
     config = config_from_dict(json.loads((slot_dir / "config.json").read_text()))
     config.run.dir, config.run.name = str(slot_dir), config.method.name
     try:
-        result = train_and_report(config)
+        result = train_for_objective(config)
     except MethodNotApplicable as error:
         return {"status": "not applicable", "note": str(error)}
     except FtuneError as error:

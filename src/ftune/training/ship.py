@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ftune.config import Config, config_to_dict
+from ftune.config import Config
+from ftune.settings import config_to_dict
 
 
 def base_model_reference(name: str) -> str:

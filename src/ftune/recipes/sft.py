@@ -11,44 +11,7 @@ from typing import Any
 
 from ftune.config import Config
 from ftune.config.schema import DEFAULT_MAX_LENGTH
-from ftune.train.classify import TrainedRun
-
-
-def encode_example(example, template, tokenizer, max_length: int):
-    """An ``EncodedExample`` for a Conversation (template applied) or a PlainText; a
-    PreferencePair counts as its chosen conversation (SFT on the preferred replies)."""
-    from ftune.data.conversation import Message, PlainText, PreferencePair
-    from ftune.data.masking import encode_conversation, encode_plain_text
-
-    if isinstance(example, PlainText):
-        return encode_plain_text(example.text, tokenizer, max_length)
-    if isinstance(example, PreferencePair):
-        messages = [*example.prompt, Message("assistant", example.chosen)]
-    else:
-        messages = example.messages
-    return encode_conversation(messages, template, tokenizer, max_length)
-
-
-def encode_examples(examples, template, tokenizer, max_length: int) -> tuple[list[dict[str, list[int]]], int]:
-    """Token ids and labels for each example; returns (encoded, number truncated)."""
-    encoded, truncated = [], 0
-    for example in examples:
-        item = encode_example(example, template, tokenizer, max_length)
-        truncated += item.truncated
-        if any(label != -100 for label in item.labels):  # nothing left to learn after truncation
-            encoded.append({"input_ids": item.input_ids, "labels": item.labels})
-    return encoded, truncated
-
-
-class EncodedDataset:
-    def __init__(self, items: list[dict[str, list[int]]]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.items[index]
+from ftune.training.loop import TrainedRun
 
 
 def sample_prompts(examples, count: int) -> list[list[Any]]:
@@ -72,19 +35,20 @@ def sample_prompts(examples, count: int) -> list[list[Any]]:
 
 def train_sft(config: Config, echo=print) -> TrainedRun:
     from ftune.data.collate import PaddedCausalCollator
+    from ftune.data.encode import EncodedDataset, encode_examples, stop_token_ids
     from ftune.data.prepare_generative import build_generative_data
     from ftune.methods import build_method
-    from ftune.train.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
-    from ftune.train.memory_fit import BatchShape, fit_to_memory
-    from ftune.train.ship import save_run_model
-    from ftune.train.trainer import ResponseLossTrainer
+    from ftune.training.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
+    from ftune.training.memory_fit import BatchShape, fit_to_memory
+    from ftune.training.ship import save_run_model
+    from ftune.training.trainer import ResponseLossTrainer
 
     if config.model.max_length is None:
         config.model.max_length = DEFAULT_MAX_LENGTH["sft"]
     method = build_method(config.method.name, config.method.options)
     labeled = None
     if _is_labeled_data(config):
-        from ftune.train.labeled_task import labeled_task_as_chat
+        from ftune.recipes.labeled_task import labeled_task_as_chat
 
         data, labeled = labeled_task_as_chat(config)
     else:
@@ -141,7 +105,7 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
         extra.update({"labels": labeled.data.label_names, "label_words": labeled.words,
                       "instruction": labeled.instruction})
     save_run_model(config, method, session.trainer.model, tokenizer, run, task="causal_lm", extra=extra)
-    from ftune.train.model_card import write_generative_card
+    from ftune.recipes.model_card import write_generative_card
 
     write_generative_card(run, config, data.manifest, metrics)
     finish_run(run, training)
@@ -149,7 +113,7 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
 
 
 def _is_labeled_data(config: Config) -> bool:
-    from ftune.train.objective import data_format
+    from ftune.training.objective import data_format
 
     return data_format(config) == "classification"
 
@@ -173,13 +137,3 @@ def _measure(config, model, tokenizer, template, items, collator, prompts, eos_i
 def _scoring_batch_size(config) -> int:
     # Scoring keeps (batch x length x vocabulary) logits: small batches for language models.
     return max(1, min(config.train.eval_batch_size, config.train.batch_size, 8))
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """Token ids that end a reply: EOS, and the chat end-of-turn token when it differs."""
-    ids = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
-    return sorted(i for i in ids if i is not None)

@@ -24,13 +24,9 @@ def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
 
 def config_from_dict(data: dict[str, Any], *, check: bool = False, origin: str = "config") -> Config:
     """Inverse of ``config_to_dict``, validated like any other config."""
-    from ftune.config.load import Setting, resolve_settings
+    from ftune.settings.load import dict_settings, resolve_settings
 
-    settings = {
-        f"{section}.{key}": Setting(value, origin)
-        for section, values in data.items()
-        for key, value in (values or {}).items()
-    }
+    settings = dict_settings(data, origin)
     return resolve_settings(settings, check=check)
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ftune.train.run_dir import RunDir
-from ftune.train.schedule import ProgressSchedule
+from ftune.runs.run_dir import RunDir
+from ftune.training.schedule import ProgressSchedule
 
 
 class ProgressBar(TrainerCallback):
@@ -72,7 +72,7 @@ class StepLog(TrainerCallback):
             self._status(state)
 
     def _status(self, state) -> None:
-        from ftune.train.memory import peak_memory_mb
+        from ftune.training.memory import peak_memory_mb
 
         self.run.update_status(last_step=state.global_step, peak_memory_mb=peak_memory_mb(self.device))
 

@@ -11,6 +11,7 @@ import math
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from ftune.config import Config
@@ -31,7 +32,7 @@ def prepare_model(config: Config, method, load_task: Callable[..., Any], echo=pr
     import torch
     from transformers import set_seed
 
-    from ftune.train.device import count_parameters, plan_device
+    from ftune.training.device import count_parameters, plan_device
 
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
@@ -56,13 +57,26 @@ class GenerativeStart:
     template: Any  # ftune.data.templates.Template
 
 
+@dataclass
+class TrainedRun:
+    """A finished run: its directory and the metrics written to its ``metrics.json``."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    objective: str = ""  # classification | sft | dpo
+
+
+def default_run_name(config: Config) -> str:
+    """``<model>-<technique>``; the run directory adds a timestamp and a counter."""
+    return f"{Path(config.model.name).name}-{config.method.name}"
+
+
 def start_generative_run(config: Config, method, data, suffix: str, echo=print) -> GenerativeStart:
     """What SFT and DPO runs share before training: notices, the run's (reserved) directory,
     the causal LM with the technique applied, and the chat template."""
     from ftune.data.templates import resolve_template
     from ftune.models.load import load_causal_lm
-    from ftune.train.classify import default_run_name
-    from ftune.train.run_dir import RunDir
+    from ftune.runs.run_dir import RunDir
 
     for notice in data.notices:
         echo(f"ftune: {notice}")
@@ -76,7 +90,7 @@ def start_generative_run(config: Config, method, data, suffix: str, echo=print) 
 def open_run(run, config: Config, manifest: dict[str, Any], plan=None, echo=print) -> None:
     """Create the run directory (only now, after the memory plan and its check passed), with
     the resolved config, the data manifest and a status that says the run has started."""
-    from ftune.config.dump import render_config
+    from ftune.settings.dump import render_config
 
     run.make()
     run.write_text("config.yaml", render_config(config))
@@ -98,7 +112,7 @@ class TrainingSession:
     prepared: PreparedModel
     stop: Any
     keep_best: Any
-    memory_plan: Any = None  # ftune.train.memory_plan.MemoryPlan, once made
+    memory_plan: Any = None  # ftune.training.memory_plan.MemoryPlan, once made
 
 
 def build_trainer(config: Config, method, prepared: PreparedModel, train_set, eval_set, collator, run, *,
@@ -114,9 +128,9 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from ftune.train.callbacks import KeepBest, ProgressBar, StepLog, StopAndEvaluate
-    from ftune.train.schedule import ProgressSchedule
-    from ftune.train.trainer import ScheduledTrainer, with_schedule
+    from ftune.training.callbacks import KeepBest, ProgressBar, StepLog, StopAndEvaluate
+    from ftune.training.schedule import ProgressSchedule
+    from ftune.training.trainer import ScheduledTrainer, with_schedule
 
     t = config.train
     steps_per_epoch = math.ceil(len(train_set) / (t.batch_size * t.gradient_accumulation_steps))
@@ -172,7 +186,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
 def run_training(session: TrainingSession, config: Config, echo=print) -> dict[str, Any]:
     """Train (a first Ctrl-C ends training but keeps the model), restore the best weights,
     and summarise the run."""
-    from ftune.train.memory import peak_memory_mb, reset_peak_memory
+    from ftune.training.memory import peak_memory_mb, reset_peak_memory
 
     trainer = session.trainer
     device = session.prepared.plan.device

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from ftune.compare.report import METRIC_TITLES, _number, human_count
+from ftune.comparison.columns import LOWER_IS_BETTER, METRIC_TITLES, TASK_METRICS, finite_number, human_count
 
 FIGURE_SIZE, FIGURE_DPI = (8.0, 4.5), 110
 
@@ -15,7 +15,7 @@ def _ok(rows: list[dict], kind: str) -> list[dict]:
 
 def draw_plots(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> list[tuple[str, bytes | None, str]]:
     """(caption, PNG bytes or None, note shown instead of a missing plot) for each plot."""
-    metric = "perplexity" if meta.get("task") == "sft" else "accuracy"
+    metric = TASK_METRICS.get(meta.get("task", ""), TASK_METRICS["classification"])[0]
     captions = [f"{METRIC_TITLES[metric]} vs trainable parameters", "peak memory", "throughput",
                 "wall time", "training loss"]
     try:
@@ -67,8 +67,8 @@ def _png(fig) -> bytes:
 
 
 def _plot_metric_vs_params(new_figure, rows, metric, colors):
-    points = [(str(r.get("method")), p, v, _number(r.get(f"{metric}_std"))) for r in _ok(rows, "technique")
-              if (p := _number(r.get("trainable_params"))) and p > 0 and (v := _number(r.get(metric))) is not None]
+    points = [(str(r.get("method")), p, v, finite_number(r.get(f"{metric}_std"))) for r in _ok(rows, "technique")
+              if (p := finite_number(r.get("trainable_params"))) and p > 0 and (v := finite_number(r.get(metric))) is not None]
     if not points:
         return None
     fig, ax = new_figure()
@@ -76,8 +76,8 @@ def _plot_metric_vs_params(new_figure, rows, metric, colors):
         ax.errorbar(params, value, yerr=std if std else None, fmt="o", markersize=7, capsize=4,
                     color=colors.get(method), markeredgecolor="white", markeredgewidth=0.8, alpha=0.85, zorder=3)
     styles = ["--", ":", "-."]
-    for i, row in enumerate(r for r in _ok(rows, "baseline") if _number(r.get(metric)) is not None):
-        value = _number(row[metric])
+    for i, row in enumerate(r for r in _ok(rows, "baseline") if finite_number(r.get(metric)) is not None):
+        value = finite_number(row[metric])
         ax.axhline(value, linestyle=styles[i % 3], color="0.45", linewidth=1.2, zorder=1,
                    label=f"baseline {row.get('method')}: {value:.4g}")
     ax.set_xscale("log")
@@ -88,7 +88,7 @@ def _plot_metric_vs_params(new_figure, rows, metric, colors):
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: human_count(x)))
     ax.margins(x=0.12, y=0.15)
-    better = "lower is better" if metric == "perplexity" else "higher is better"
+    better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
     ax.set_title(f"{METRIC_TITLES[metric].capitalize()} vs trainable parameters")
     ax.set_xlabel("trainable parameters (count, log scale)")
     ax.set_ylabel(f"{METRIC_TITLES[metric]} ({better})")
@@ -142,7 +142,7 @@ def _box(x0, y0, x1, y1):
 
 
 def _plot_bars(new_figure, rows, key, title, xlabel, fmt, colors):
-    data = sorted(((str(r.get("method")), v) for r in _ok(rows, "technique") if (v := _number(r.get(key))) is not None),
+    data = sorted(((str(r.get("method")), v) for r in _ok(rows, "technique") if (v := finite_number(r.get(key))) is not None),
                   key=lambda item: item[1])  # ascending, so the largest bar is drawn on top
     if not data:
         return None
@@ -168,7 +168,7 @@ def _plot_loss_curves(new_figure, rows, curves, colors):
         if status.get(method, "ok") != "ok":
             continue
         xy = [(s, loss) for p in points or []
-              if (s := _number(p.get("step"))) is not None and (loss := _number(p.get("loss"))) is not None]
+              if (s := finite_number(p.get("step"))) is not None and (loss := finite_number(p.get("loss"))) is not None]
         if xy:
             lines.append((method, xy))
     if not lines:

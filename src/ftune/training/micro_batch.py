@@ -2,7 +2,7 @@
 
 The memory planner caps the tokens a single forward/backward pass may hold; a batch above the
 cap is run as several micro-batches whose gradients add up to the batch's (see
-``ftune.train.trainer.MicroBatchMixin`` for the loss weighting). Rows keep their order
+``ftune.training.trainer.MicroBatchMixin`` for the loss weighting). Rows keep their order
 inside each piece; padding beyond a piece's longest row is cut away.
 
 Three batch layouts are understood:

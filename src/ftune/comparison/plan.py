@@ -7,11 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftune.config import Config, config_from_dict, config_to_dict
+from ftune.config import Config
+from ftune.settings import config_from_dict, config_to_dict
 from ftune.errors import ConfigError
-
-ALL_METHODS = ("full", "freeze", "bitfit", "lora", "dora", "qlora", "ia3", "prompt", "prefix", "ptuning", "adapter")
-
 
 @dataclass(frozen=True)
 class Slot:
@@ -59,7 +57,7 @@ def parse_methods(text: str) -> list[str]:
     from ftune.methods import method_names
 
     if text.strip() == "all":
-        return [m for m in ALL_METHODS if m in method_names()]
+        return method_names()  # every registered technique: a new module joins by itself
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in method_names()]
     if unknown:
@@ -74,7 +72,7 @@ def build_plan(config: Config, methods: list[str], seeds: int) -> ComparePlan:
     """Check every technique against the config now: an impossible combination stops the
     comparison before the first run, not after an hour. Every technique gets the config's
     budget (epochs, or train.max_steps / train.max_minutes when set)."""
-    from ftune.config.checks import method_capability_problems
+    from ftune.settings.checks import method_capability_problems
     from ftune.methods import get_method_class
 
     if seeds < 1:

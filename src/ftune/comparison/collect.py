@@ -7,12 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ftune.compare.plan import ComparePlan, Slot
+from ftune.comparison.plan import ComparePlan, Slot
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 AVERAGED = ("trainable_params", "trainable_share", "peak_memory_mb", "peak_rss_mb", "model_memory_mb", "wall_time_s", "train_seconds",
             "train_steps", "tokens_per_s", "ship_size_mb")
-METRICS = ("accuracy", "f1", "perplexity", "preference_accuracy")
+METRICS = ("accuracy", "f1", "perplexity", "preference_accuracy", "reward_margin")
 
 
 def slot_record(plan: ComparePlan, directory: Path, slot: Slot) -> dict[str, Any] | None:
@@ -51,8 +51,9 @@ def task_metrics(metrics: dict) -> dict[str, float]:
     scores = {}
     if "perplexity" in after:
         scores["perplexity"] = after["perplexity"]
-    if "preference_accuracy" in after:
-        scores["preference_accuracy"] = after["preference_accuracy"]
+    for key in ("preference_accuracy", "reward_margin"):  # DPO
+        if key in after:
+            scores[key] = after[key]
     fine_tuned = validation.get("labels", {}).get("fine_tuned")
     if fine_tuned:  # a labeled task trained as chat
         scores.update({"accuracy": fine_tuned["accuracy"], "f1": fine_tuned["f1"]})

@@ -1,0 +1,93 @@
+"""ftune as a Python library: the functions the command line calls and prints.
+
+    import ftune
+
+    run = ftune.train({"model": "minilm-l6", "data": {"train": "reviews.csv"}, "train": {"max_minutes": 5}})
+    print(run.metrics["validation"]["model"]["accuracy"], run.run_dir)
+    scores = ftune.evaluate(run.run_dir, "held_out.csv")
+    for text, ranked in ftune.predict(run.run_dir, ["a warm, funny film"]):
+        print(text, ranked[0])
+    report = ftune.compare({"data": {"train": "reviews.csv"}}, methods=["lora", "full"])
+
+A config is a ``Config``, a dict laid out as the YAML file would be, or a YAML path;
+``overrides`` are dotted ``key=value`` strings, as on the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ftune.config import Config
+from ftune.training.loop import TrainedRun
+
+ConfigSource = Config | dict[str, Any] | str | Path | None
+
+
+def resolve_config(config: ConfigSource = None, overrides: Sequence[str] = ()) -> Config:
+    """A checked ``Config`` from any of the accepted sources; raises ``ConfigError`` naming each problem."""
+    from ftune.settings import config_to_dict, load_config
+
+    if isinstance(config, Config):
+        if not overrides:
+            return config
+        config = config_to_dict(config)
+    return load_config(config, list(overrides))
+
+
+def train(config: ConfigSource = None, overrides: Sequence[str] = (), echo=print) -> TrainedRun:
+    """Fine-tune with the objective the config and data call for (classification, SFT or DPO).
+    Returns the saved run: its directory and the metrics in its ``metrics.json``. ``echo``
+    receives progress lines (pass ``lambda *_: None`` for silence)."""
+    from ftune.recipes.dispatch import train_for_objective
+
+    return train_for_objective(resolve_config(config, overrides), echo)
+
+
+def evaluate(run: str | Path, data: str | Path, overrides: Sequence[str] = (), batch_size: int = 32) -> dict[str, Any]:
+    """Scores of a finished run (or, for generative data, a model name or directory) on a file:
+    accuracy, F1 and the confusion matrix for a classifier; loss and perplexity for SFT data;
+    preference accuracy and reward margin for preference pairs. ``overrides`` are ``data.*``
+    settings (columns, format)."""
+    from ftune.eval.run_eval import evaluate_generative, evaluate_run_on_file, is_classification_run
+
+    if is_classification_run(run):
+        return evaluate_run_on_file(run, data, list(overrides), batch_size=batch_size)
+    data_format = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.format=")), "auto")
+    return evaluate_generative(str(run), data, data_format=data_format)
+
+
+def predict(run: str | Path, texts: Sequence[str] | None = None, path: str | Path | None = None,
+            overrides: Sequence[str] = ()) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+    """For each text (given, or read from the file at ``path``): (text, [(label, probability),
+    ...] most likely first), from a finished classification run."""
+    from ftune.eval.run_eval import predict_run
+
+    return predict_run(run, list(texts) if texts is not None else None, str(path) if path else None, list(overrides))
+
+
+def compare(config: ConfigSource = None, methods: Sequence[str] | str = "all", seeds: int = 1,
+            directory: str | Path | None = None, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
+            command: str = "", echo=print) -> dict[str, Path]:
+    """Train each technique on the same data and split (each in a process of its own), and
+    write the side-by-side report. ``resume`` continues a comparison directory where it
+    stopped, as planned. Returns the report's files: ``{"md": ..., "json": ..., ...}``."""
+    import time
+
+    from ftune.comparison.plan import ComparePlan, build_plan, parse_methods
+    from ftune.comparison.runner import run_comparison
+    from ftune.errors import FtuneError
+
+    if resume is not None:
+        out = Path(resume)
+        if not (out / "plan.json").exists():
+            raise FtuneError(f"--resume {out}: no plan.json there; is it a compare directory?")
+        plan = ComparePlan.from_file(out / "plan.json")
+    else:
+        resolved = resolve_config(config, overrides)
+        names = parse_methods(methods if isinstance(methods, str) else ",".join(methods))
+        plan = build_plan(resolved, names, seeds)
+        out = Path(directory or Path(resolved.run.dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    echo(f"ftune compare: {len(plan.methods)} techniques x {len(plan.seeds)} seed(s) on {plan.config.model.name}; "
+         f"directory {out}")
+    return run_comparison(plan, out, command, echo=echo)
