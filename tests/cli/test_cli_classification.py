@@ -47,11 +47,18 @@ def test_train_writes_a_complete_reloadable_run(tmp_path, model_fixture, request
     assert "tokenizer_config.json" in model_files
     assert read_json(run / "model" / "ftune-model.json")["labels"] == ["negative", "positive"]
 
-    # Re-evaluating on the saved validation rows reproduces the training-time figure.
+    # `ftune eval` on another labeled file (JSONL): its figures agree with its own confusion
+    # matrix. (That eval reproduces the in-memory model's training-time figures is checked in
+    # tests/unit/test_architecture.py, on an explicit validation file.)
     evaluated = run_ftune("eval", str(run), "--data", str(FIXTURES / "reviews.jsonl"), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     scores = json.loads(evaluated.stdout)
     assert {"accuracy", "f1", "precision", "recall", "loss", "n"} <= set(scores) and scores["n"] == 40
+    matrix = scores["confusion_matrix"]
+    cells = matrix["rows_true_columns_predicted"]
+    assert sum(map(sum, cells)) == 40
+    assert scores["accuracy"] == pytest.approx(sum(cells[i][i] for i in range(len(cells))) / 40)
+    assert scores["loss"] > 0
 
     predicted = run_ftune("predict", str(run), "a warm funny film", "the plot goes nowhere", "--json", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-2000:]

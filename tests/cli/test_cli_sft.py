@@ -97,22 +97,28 @@ def test_encoder_model_cannot_do_sft(tmp_path, tiny_bert_dir):
 
 
 def test_labeled_task_as_chat_reports_label_accuracy_against_prompting(tmp_path, tiny_llama_dir):
+    rows = (FIXTURES / "reviews.csv").read_text().splitlines()
+    held_out = tmp_path / "held_out.csv"
+    held_out.write_text("\n".join(rows[:1] + rows[1:6] + rows[-5:]) + "\n")
     result = run_ftune("train", f"model={tiny_llama_dir}", f"data.train={FIXTURES / 'reviews.csv'}", "objective=sft",
                        "data.label_words={negative: bad, positive: good}", "eval.few_shot=2",
-                       "data.validation_fraction=0.25", *FAST, cwd=tmp_path)
+                       f"data.validation={held_out}", *FAST, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "base model, zero-shot prompt" in result.stdout and "base model, 2-shot prompt" in result.stdout
     run = only_run_dir(tmp_path)
     labels = read_json(run / "metrics.json")["validation"]["labels"]
     assert set(labels) == {"majority", "tfidf_logreg", "base_zero_shot", "base_2_shot", "fine_tuned"}
     assert all(m["n"] == 10 for m in labels.values())
+    assert labels["majority"]["accuracy"] == 0.5  # 5 and 5: the baseline is computed, not assumed
     manifest = read_json(run / "data.json")
     assert manifest["label_words"] == {"negative": "bad", "positive": "good"}
     assert manifest["instruction"] == "Classify the text. Answer with one of: bad, good."
-    evaluated = run_ftune("eval", str(run), "--data", str(FIXTURES / "reviews.jsonl"), "--json", cwd=tmp_path)
+    # `ftune eval` on the saved run, on the same rows, gives the figures of the in-memory model
+    evaluated = run_ftune("eval", str(run), "--data", str(held_out), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     scores = json.loads(evaluated.stdout)
-    assert scores["n"] == 40 and 0 <= scores["accuracy"] <= 1 and "f1" in scores
+    assert scores["n"] == 10
+    assert scores["accuracy"] == labels["fine_tuned"]["accuracy"] and scores["f1"] == labels["fine_tuned"]["f1"]
 
 
 def test_eval_of_a_base_model_on_preference_pairs(tmp_path, tiny_llama_dir):
@@ -120,8 +126,15 @@ def test_eval_of_a_base_model_on_preference_pairs(tmp_path, tiny_llama_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     scores = json.loads(result.stdout)
     # A base model is its own reference: every implicit-reward margin is 0.
-    assert scores["preference_accuracy"] == 0.5 and scores["reward_margin"] == 0
-    assert 0 <= scores["likelihood_accuracy"] <= 1 and scores["n"] > 0
+    assert scores["preference_accuracy"] == 0.5 and scores["reward_margin"] == 0 and scores["n"] == 6
+    # Likelihood accuracy is the model's own per-token preference: swapping chosen and
+    # rejected turns every win into a loss.
+    swapped = tmp_path / "swapped.jsonl"
+    rows = [json.loads(line) for line in (GEN / "preference.jsonl").read_text().splitlines()]
+    swapped.write_text("".join(json.dumps({**r, "chosen": r["rejected"], "rejected": r["chosen"]}) + "\n" for r in rows))
+    flipped = json.loads(run_ftune("eval", str(tiny_llama_dir), "--data", str(swapped), "--json", cwd=tmp_path).stdout)
+    assert flipped["likelihood_accuracy"] == pytest.approx(1 - scores["likelihood_accuracy"])
+    assert 0 < scores["likelihood_accuracy"] < 1  # this random model prefers some replies of each kind
 
 
 def test_padding_free_batching_trains(tmp_path, tiny_llama_dir):
@@ -131,3 +144,33 @@ def test_padding_free_batching_trains(tmp_path, tiny_llama_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     training = read_json(only_run_dir(tmp_path) / "metrics.json")["training"]
     assert training["optimizer_steps"] == 3 and training["tokens_per_second"] > 0
+
+
+def test_a_test_file_for_sft_is_refused_before_anything_loads(tmp_path, tiny_llama_dir):
+    result = run_ftune("train", f"model={tiny_llama_dir}", f"data.train={GEN / 'alpaca.jsonl'}",
+                       f"data.test={GEN / 'alpaca.jsonl'}", cwd=tmp_path)
+    assert result.returncode == 2 and "data.test" in result.stderr and "ftune eval" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_merged_run_ships_plain_weights_that_score_like_the_adapter(tmp_path, tiny_llama_dir):
+    """run.merge=true folds LoRA into the base: no adapter files, and `ftune eval` of the
+    merged model gives the held-out loss measured on the adapter model before saving."""
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join((GEN / "alpaca.jsonl").read_text().splitlines(keepends=True)[:4]))
+    result = run_ftune("train", f"model={tiny_llama_dir}", f"data.train={GEN / 'alpaca.jsonl'}",
+                       f"data.validation={held_out}", "method=lora", "run.merge=true", "train.max_steps=2",
+                       "train.batch_size=4", "model.max_length=96", "generate.samples=0",
+                       "train.learning_rate=0.01", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run_dir(tmp_path)
+    files = {p.name for p in (run / "model").iterdir()}
+    assert "model.safetensors" in files and not any(name.startswith("adapter_") for name in files)
+    assert read_json(run / "model" / "ftune-model.json")["merged_from"] == "lora"
+    after = read_json(run / "metrics.json")["validation"]["after"]
+    scored = run_ftune("eval", str(run), "--data", str(held_out), "--json", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    again = json.loads(scored.stdout)
+    assert again["tokens"] == after["tokens"] and again["loss"] == pytest.approx(after["loss"], abs=1e-4)
+    base = json.loads(run_ftune("eval", str(tiny_llama_dir), "--data", str(held_out), "--json", cwd=tmp_path).stdout)
+    assert base["loss"] != pytest.approx(after["loss"], abs=1e-4)  # the merge carried the training

@@ -31,8 +31,23 @@ def test_demo_data_is_classification():
 
 
 def test_sft_on_preference_pairs_trains_on_the_chosen_replies(tiny_llama_dir):
+    from ftune.data.encode import encode_example
+    from ftune.data.generative import load_generative_file
+    from ftune.data.templates import resolve_template
+    from ftune.models.load import load_causal_lm
+
     config = load_config(None, [f"model={tiny_llama_dir}", f"data.train={GEN / 'hh.jsonl'}", "objective=sft"])
     assert resolve_objective(config) == "sft"
+    tokenizer = load_causal_lm(str(tiny_llama_dir)).tokenizer
+    template = resolve_template("chatml", tokenizer)
+    pairs = load_generative_file(GEN / "preference.jsonl").examples
+    for pair in pairs:
+        item = encode_example(pair, template, tokenizer, max_length=512)
+        trained = tokenizer.decode([t for t, label in zip(item.input_ids, item.labels) if label != -100])
+        normalise = lambda text: " ".join(tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]).split())  # noqa: E731
+        # the loss falls on the chosen reply (and its end-of-turn), never on the rejected one
+        assert normalise(pair.chosen) in " ".join(trained.split())
+        assert normalise(pair.rejected) not in " ".join(trained.split())
 
 
 def test_mismatches_fail_with_the_key_named(tiny_bert_dir, tiny_llama_dir):

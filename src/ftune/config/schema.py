@@ -28,7 +28,8 @@ class ModelConfig:
 class DataConfig:
     train: str | None = setting(None, "training file (csv, tsv, json, jsonl, optionally .gz); empty = built-in demo sentiment data")
     validation: str | None = setting(None, "validation file; empty = a stratified split of the training file")
-    test: str | None = setting(None, "optional test file, evaluated once after training")
+    test: str | None = setting(None, "optional test file, evaluated once after training (classification; "
+                                     "for SFT and DPO use `ftune eval RUN --data FILE`)")
     text_columns: list[str | int] | None = setting(None, "text column name(s) or 0-based position(s); several are joined; empty = auto-detect")
     label_column: str | int | None = setting(None, "label column name or 0-based position; empty = auto-detect")
     header: bool | None = setting(None, "whether delimited files have a header row; empty = auto-detect")

@@ -66,7 +66,7 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
         None, run, metric="loss", greater_is_better=False, eval_batch_size=max(1, min(t.eval_batch_size, t.batch_size)),
         trainer_class=with_preference_evaluation(DPOTrainer), args_class=DPOConfig, learning_rate_key="preference",
         extra_args={"beta": config.objective.beta, "max_length": config.model.max_length,
-                    "gradient_checkpointing": t.gradient_checkpointing, "precompute_ref_log_probs": False,
+                    "precompute_ref_log_probs": False,
                     "disable_dropout": True, "truncation_mode": "keep_start"},
         extra_trainer_kwargs={"processing_class": tokenizer, "ref_model": reference},
     )

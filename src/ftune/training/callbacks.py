@@ -120,7 +120,9 @@ class KeepBest(TrainerCallback):
             return
         if self.best_value is None or self.sign * (value - self.best_value) > 0:
             self.best_value, self.best_step = value, state.global_step
-            self.best_state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+            # on the CPU: a copy beside the weights on a GPU would double their memory (full fine-tuning)
+            self.best_state = {n: p.detach().to("cpu", copy=True)
+                               for n, p in self.model.named_parameters() if p.requires_grad}
             self.evaluations_without_gain = 0
         else:
             self.evaluations_without_gain += 1

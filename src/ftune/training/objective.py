@@ -18,6 +18,10 @@ def resolve_objective(config: Config) -> str:
     # SFT also takes preference pairs (their chosen replies) and labeled rows (phrased as chat).
     if objective != data_objective and not (objective == "sft" and data_objective in ("dpo", "classification")):
         raise ConfigError([f"objective.name = {name!r}: the data ({fmt}) calls for objective={data_objective}"])
+    if objective != "classification" and config.data.test:
+        raise ConfigError([f"data.test = {config.data.test!r}: {objective.upper()} runs are measured on the "
+                           "validation split (data.validation, or a share of data.train); score a test file "
+                           "after training with `ftune eval RUN_DIR --data FILE`"])
     if objective != "classification" and _model_kind(config.model.name) == "encoder":
         raise ConfigError([f"model.name = {config.model.name!r}: is an encoder; {objective} on {fmt} data needs "
                            "a decoder LLM such as smollm2-135m"])
