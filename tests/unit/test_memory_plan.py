@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ftune.config.units import parse_memory_size
-from ftune.training.memory_plan import (GB, MB, ActivationCost, MemoryPlanError, PlanInputs, make_plan,
-                                     measure_activations)
+from ftune.training.memory_plan import GB, MB, ActivationCost, MemoryPlanError, PlanInputs, make_plan
+from ftune.training.memory_probe import measure_activations
 from ftune.training.micro_batch import padded_tokens, split_batch
 
 

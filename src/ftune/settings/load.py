@@ -8,17 +8,16 @@ problems are reported together.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from ftune.config.schema import SHORTHAND_SECTIONS, Config, MethodConfig
 from ftune.errors import ConfigError
+from ftune.settings.coerce import coerce, did_you_mean
 from ftune.settings.setting import Setting
 
 
@@ -161,7 +160,7 @@ def _build_method_options(
             f"{name_origin}method.name = {config.method.name!r}: unknown technique; choose one of "
             + ", ".join(names)
             + "."
-            + _did_you_mean(config.method.name, names)
+            + did_you_mean(config.method.name, names)
         )
         return
     options_cls = get_method_class(config.method.name).Options
@@ -173,7 +172,7 @@ def _build_method_options(
             allowed = ", ".join(sorted(option_fields)) or "none"
             owners = [n for n in names if option in {f.name for f in fields(get_method_class(n).Options)}]
             hint = (f" It is an option of {', '.join(owners)}." if owners
-                    else _did_you_mean(option, list(option_fields), prefix="method."))
+                    else did_you_mean(option, list(option_fields), prefix="method."))
             problems.append(
                 f"{setting.origin}: {key}: not an option of method {config.method.name!r}.{hint} "
                 f"Its options: {allowed}"
@@ -220,87 +219,8 @@ def _unknown_key(key: str, setting: Setting, known: list[str]) -> str:
         preferred = [k for k in candidates if k.startswith(section + ".")] or candidates
         if preferred:
             return f'{setting.origin}: {key}: unknown key. Did you mean "{preferred[0]}"?'
-    return f"{setting.origin}: {key}: unknown key." + _did_you_mean(key, known)
-
-
-def _did_you_mean(word: str, candidates: list[str], prefix: str = "") -> str:
-    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f' Did you mean "{prefix}{match[0]}"?' if match else ""
+    return f"{setting.origin}: {key}: unknown key." + did_you_mean(key, known)
 
 
 def _field_type(cls: type, name: str) -> Any:
     return typing.get_type_hints(cls)[name]
-
-
-def coerce(value: Any, expected: Any) -> tuple[Any, str | None]:
-    """Check ``value`` against a type hint; return (value, None) or (None, message)."""
-    origin = typing.get_origin(expected)
-    args = typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or value == "":
-            if type(None) in args:
-                return None, None
-        errors = []
-        # Prefer the member the value already is (0 stays an int in ``str | int``).
-        members = sorted((a for a in args if a is not type(None)),
-                         key=lambda a: not (isinstance(a, type) and type(value) is a))
-        for arg in members:
-            result, error = coerce(value, arg)
-            if error is None:
-                return result, None
-            errors.append(error)
-        return None, " or ".join(dict.fromkeys(errors))
-    if origin is Literal:
-        if value in args:
-            return value, None
-        return None, "must be one of " + ", ".join(str(a) for a in args) + _did_you_mean(str(value), [str(a) for a in args])
-    if origin is list:
-        items = value if isinstance(value, list) else [value]
-        (item_type,) = args
-        out = []
-        for item in items:
-            result, error = coerce(item, item_type)
-            if error:
-                return None, f"a list of {_type_name(item_type)} ({error})"
-            out.append(result)
-        return out, None
-    if expected is bool:
-        return (value, None) if isinstance(value, bool) else (None, "must be true or false")
-    if expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value, None
-        return None, "must be a whole number"
-    if expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value), None
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                return float(value), None
-            except ValueError:
-                pass
-        return None, "must be a number"
-    if expected is str:
-        if isinstance(value, str):
-            return value, None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value), None
-        return None, "must be a string"
-    if origin is dict or expected is dict:
-        if not isinstance(value, dict):
-            return None, "must be a mapping, e.g. {0: negative, 1: positive}"
-        if not args:
-            return value, None
-        out = {}
-        for key, item in value.items():
-            (key, key_error), (item, item_error) = coerce(key, args[0]), coerce(item, args[1])
-            if key_error or item_error:
-                return None, f"mapping entry {key!r}: {key_error or item_error}"
-            out[key] = item
-        return out, None
-    return value, None
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    return {str: "strings", int: "whole numbers", float: "numbers", bool: "booleans"}.get(hint, str(hint))

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ftune.config import Config
-from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost, MemoryPlan,
-                                     PlanInputs, make_plan, measure_activations, memory_budget, process_bytes)
+from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost,
+                                        MemoryPlan, PlanInputs, make_plan)
+from ftune.training.memory_probe import measure_activations, memory_budget, process_bytes
 
 # TRL's fused DPO head works on tiles of up to 4,096 tokens x 32,768 vocabulary entries (fp32).
 # Without Triton (on CPU) each tile is processed with whole-tile torch operations: the
