@@ -59,3 +59,31 @@ def test_the_python_api_trains_evaluates_and_predicts(tmp_path, tiny_bert_dir):
     (text, ranked), = predicted
     assert text == "a warm and funny film" and {label for label, _ in ranked} == {"negative", "positive"}
     assert abs(sum(p for _, p in ranked) - 1) < 1e-5
+
+
+def _readme_table(heading: str) -> list[str]:
+    """The backticked names in the first column of the table under ``heading``."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    table = []
+    for line in text[text.index(heading):].splitlines():
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    assert len(table) > 2
+    return [name for line in table[2:] for name in re.findall(r"`([a-z_0-9]+)`", line.split("|")[1])]
+
+
+def test_readme_and_help_texts_list_what_the_registries_hold():
+    from ftune.data.formats import format_names
+    from ftune.methods import method_names
+    from ftune.settings import load_config, render_config
+
+    assert sorted(_readme_table("### Techniques (`method=`)")) == method_names()
+    assert sorted(_readme_table("| `data.format` | rows |")) == format_names()
+    rendered = render_config(load_config())
+    method_line = next(line for line in rendered.splitlines() if line.strip().startswith("name: lora"))
+    assert method_line.endswith("adaptation technique: " + ", ".join(method_names()))
+    assert all(name in rendered for name in format_names())

@@ -38,8 +38,8 @@ class DataConfig:
     labels: list[str] | None = setting(None, "allowed labels; rows with other labels are reported and skipped")
     validation_fraction: float = setting(0.1, "share of the training file held out for validation when no validation file is given")
     max_rows: int | None = setting(None, "use a seeded stratified sample of at most this many training rows")
-    format: str = setting("auto", "data format: classification, alpaca, chat, prompt_completion, text, preference, hh; auto = detect")
-    template: str = setting("auto", "chat template for generative data: auto (the model's own, else alpaca), chat, chatml, alpaca, plain")
+    format: str = setting("auto", "data format: classification, {formats}; auto = detect")
+    template: str = setting("auto", "chat template for generative data: auto (the model's own, else alpaca), {templates}")
     instruction: str | None = setting(None, "labeled data trained as chat (objective=sft): the instruction before each text; empty = \"Classify the text. Answer with one of: ...\"")
     label_words: dict[str, str] | None = setting(None, "labeled data trained as chat: the reply for each label, e.g. {0: negative, 1: positive}; empty = the labels themselves")
     drop_overlap: bool = setting(True, "split: drop held-out rows whose words occur inside a training row and training rows inside a held-out row (duplicates, sub-phrases)")
@@ -48,7 +48,7 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = setting("lora", "adaptation technique: full, freeze, bitfit, lora")
+    name: str = setting("lora", "adaptation technique: {methods}")
     # Technique-specific options (e.g. method.r for LoRA) are validated against the
     # technique's own Options dataclass; see ftune.methods.
     options: dict[str, Any] = setting({}, "technique options, set as method.<option>")

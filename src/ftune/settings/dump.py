@@ -38,7 +38,7 @@ def render_config(config: Config) -> str:
     data = config_to_dict(config)
     for section in dataclasses.fields(config):
         lines.append(f"{section.name}:")
-        docs = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(getattr(config, section.name))}
+        docs = {f.name: registry_help(f.metadata.get("help", "")) for f in dataclasses.fields(getattr(config, section.name))}
         if section.name == "method":
             options_cls = get_method_class(config.method.name).Options
             docs.update({f.name: f.metadata.get("help", "") for f in dataclasses.fields(options_cls)})
@@ -50,3 +50,19 @@ def render_config(config: Config) -> str:
             comment = f"  # {docs[key]}" if docs.get(key) else ""
             lines.append(f"  {rendered}{comment}")
     return "\n".join(lines) + "\n"
+
+
+def registry_help(text: str) -> str:
+    """A setting's help with ``{methods}``, ``{formats}`` and ``{templates}`` filled in from the
+    registries, so the list a user reads is the list ftune accepts."""
+    if not any(key in text for key in ("{methods}", "{formats}", "{templates}")):
+        return text
+    from ftune.data.formats import format_names
+    from ftune.data.templates import template_names
+    from ftune.methods import method_names
+
+    lists = {"{methods}": method_names(), "{formats}": format_names(),
+             "{templates}": [n for n in template_names() if n != "auto"]}
+    for key, names in lists.items():
+        text = text.replace(key, ", ".join(names))
+    return text
