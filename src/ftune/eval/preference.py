@@ -54,12 +54,12 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
     from ftune.eval.scoring import completion_logps
 
     pairs = [(p["prompt"], p[side]) for p in encoded_pairs for side in ("chosen", "rejected")]
-    policy = completion_logps(model, pairs, pad_id, batch_size=8, progress="scoring pairs")
+    policy = completion_logps(model, pairs, pad_id, batch_size=4, progress="scoring pairs")
     if same_as_reference:
         ref = policy
     else:
         with _reference(model, reference) as ref_model:
-            ref = completion_logps(ref_model, pairs, pad_id, batch_size=8, progress="scoring pairs (reference)")
+            ref = completion_logps(ref_model, pairs, pad_id, batch_size=4, progress="scoring pairs (reference)")
     margins, likelihood_wins = [], 0.0
     for i in range(0, len(pairs), 2):
         (chosen, n_chosen), (rejected, n_rejected) = policy[i], policy[i + 1]
