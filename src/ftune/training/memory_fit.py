@@ -123,9 +123,20 @@ def _activation_cost(model, head: str, device: str) -> ActivationCost:
     was_training = model.training
     model.train()
     try:
-        return measure_activations(forward, _text_config(model, "vocab_size", 1000), device, list(model.parameters()))
+        return measure_activations(forward, _text_config(model, "vocab_size", 1000), device, list(model.parameters()),
+                                   _probe_lengths(model))
     finally:
         model.train(was_training)
+
+
+def _probe_lengths(model) -> tuple[int, int, int]:
+    """Widths of the synthetic batches: 32, 64 and 128 tokens, or less where the model's
+    positions (less a prompt-learning technique's virtual tokens) run out first."""
+    peft_config = getattr(model, "active_peft_config", None)
+    virtual = peft_config.num_virtual_tokens if getattr(peft_config, "is_prompt_learning", False) else 0
+    positions = _text_config(model, "max_position_embeddings", 0)
+    room = positions - virtual if positions else 128
+    return (32, 64, 128) if room >= 128 else (max(2, room // 4), max(3, room // 2), max(4, room))
 
 
 def _head_bytes(model, head: str) -> float:
