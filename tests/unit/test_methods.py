@@ -157,8 +157,7 @@ def test_lora_presets_pick_attention_or_all_linear(tiny_llama_dir):
     assert "matches no linear layer" in build_method("lora", {"target_modules": ["nope"]}).check(task)[0]
 
 
-MERGEABLE_ADAPTERS = [n for n in method_names()
-                      if build_method(n).capabilities.mergeable and build_method(n).saves_adapter]
+MERGEABLE_ADAPTERS = [n for n in method_names() if build_method(n).capabilities.mergeable]
 
 
 @pytest.mark.parametrize("name", MERGEABLE_ADAPTERS)
@@ -166,7 +165,7 @@ def test_merged_model_equals_the_adapter_model(name, model_dir):
     method, task, _ = _applicable(name, model_dir)
     model, batch, expected = _trained_outputs(method, task, steps=2)
     with torch.no_grad():
-        merged = model.merge_and_unload()
+        merged = method.merge(model)
         assert method.added_parameter_markers
         assert not any(method.is_added_parameter(n) for n, _ in merged.named_parameters())
         torch.testing.assert_close(merged(**batch).logits, expected, atol=1e-5, rtol=1e-4)
@@ -176,7 +175,16 @@ def test_capabilities_are_declared_and_checked_before_loading():
     from ftune.settings import load_config
     from ftune.errors import ConfigError
 
-    assert {"lora", "dora", "rslora", "ia3"} <= set(MERGEABLE_ADAPTERS)
+    assert {"lora", "dora", "rslora", "ia3", "loha"} <= set(MERGEABLE_ADAPTERS)
+    # mergeable means "has added weights to fold into the base": every mergeable technique saves an adapter
+    assert all(build_method(n).saves_adapter for n in MERGEABLE_ADAPTERS)
+    assert not any(build_method(n).capabilities.mergeable for n in ("full", "freeze", "bitfit"))
+    load_config(None, ["method=full", "run.merge=true"])  # nothing to merge: allowed, ships the whole model
+    for name in method_names():  # the technique can be switched off (DPO's reference) exactly when it saves an adapter
+        method = build_method(name)
+        if not method.saves_adapter:
+            with pytest.raises(NotImplementedError, match="own weights"):
+                method.disabled(None)
     assert not any(build_method(n).capabilities.mergeable for n in ("qlora", "prompt", "prefix", "ptuning", "adapter"))
     assert [n for n in method_names() if build_method(n).capabilities.quantized_base] == ["qlora"]
     for name in ("prompt", "adapter", "qlora"):

@@ -17,6 +17,7 @@ class Generator:
     tokenizer: Any
     template: Any  # ftune.data.templates.Template
     source: str
+    method: Any = None  # the run's technique (ftune.methods.Method); None for a plain model
 
     def reply(self, messages, *, max_new_tokens: int, temperature: float, top_p: float, seed: int = 0,
               stream: bool = False) -> dict[str, Any]:
@@ -65,6 +66,6 @@ def load_generator(run_or_model: str, template: str | None = None, trust_remote_
         chosen = template or info.get("template", "auto")
     else:
         task = load_causal_lm(run_or_model, trust_remote_code)
-        model, tokenizer, chosen = task.model, task.tokenizer, template or "auto"
+        model, tokenizer, chosen, method = task.model, task.tokenizer, template or "auto", None
     model.eval()
-    return Generator(model, tokenizer, resolve_template(chosen, tokenizer), str(run_or_model))
+    return Generator(model, tokenizer, resolve_template(chosen, tokenizer), str(run_or_model), method)

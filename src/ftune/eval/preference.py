@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 
 def fit_prompt_turns(pair, template, tokenizer, max_length: int):
@@ -47,10 +47,12 @@ def encode_pair(pair, template, tokenizer, max_length: int) -> dict[str, list[in
 
 
 def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta: float,
-                      reference=None, pad_id: int = 0, same_as_reference: bool = False) -> dict[str, Any]:
-    """Scores of ``model`` on encoded pairs. ``reference`` is a model, or None for a PEFT model
-    whose adapters, disabled, give the reference (no second copy in memory).
-    ``same_as_reference`` (before training) skips the reference pass: every margin is 0."""
+                      reference=None, pad_id: int = 0, same_as_reference: bool = False,
+                      disabled: Callable[[Any], ContextManager] | None = None) -> dict[str, Any]:
+    """Scores of ``model`` on encoded pairs. The reference is ``reference`` (a model), or the
+    model itself inside ``disabled(model)`` (its technique's ``Method.disabled``: adapters
+    switched off, no second copy in memory). ``same_as_reference`` (before training) skips
+    the reference pass: every margin is 0."""
     from ftune.eval.scoring import completion_logps
 
     pairs = [(p["prompt"], p[side]) for p in encoded_pairs for side in ("chosen", "rejected")]
@@ -58,7 +60,7 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
     if same_as_reference:
         ref = policy
     else:
-        with _reference(model, reference) as ref_model:
+        with _reference(model, reference, disabled) as ref_model:
             ref = completion_logps(ref_model, pairs, pad_id, batch_size=4, progress="scoring pairs (reference)")
     margins, likelihood_wins = [], 0.0
     for i in range(0, len(pairs), 2):
@@ -75,11 +77,11 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
 
 
 @contextlib.contextmanager
-def _reference(model, reference):
+def _reference(model, reference, disabled):
     if reference is not None:
         yield reference
-    elif hasattr(model, "disable_adapter"):
-        with model.disable_adapter():
+    elif disabled is not None:
+        with disabled(model):
             yield model
     else:
-        yield model  # no reference: margins are measured against the model itself (0)
+        raise ValueError("preference_scores: give a reference model, or disabled= to switch the technique off")

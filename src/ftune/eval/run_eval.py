@@ -114,9 +114,11 @@ def evaluate_generative(source: str, path: str | Path, *, data_format: str = "au
 
         pairs = [encode_pair(p, generator.template, generator.tokenizer, max_length) for p in examples.examples]
         reference, is_base = _preference_reference(source)
+        disabled = generator.method.disabled if generator.method is not None and reference is None else None
         beta = _run_beta(source) if beta is None else beta
         pad_id = generator.tokenizer.pad_token_id or 0
-        scores = preference_scores(generator.model, pairs, beta, reference, pad_id, same_as_reference=is_base)
+        scores = preference_scores(generator.model, pairs, beta, reference, pad_id, same_as_reference=is_base,
+                                   disabled=disabled)
         return {**scores, "format": examples.format, "template": generator.template.name}
     encoded, truncated = encode_examples(examples.examples, generator.template, generator.tokenizer, max_length)
     if not encoded:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from ftune.config.schema import setting
@@ -131,6 +130,11 @@ class Adapter(Method):
             layer.adapter.requires_grad_(True)
         return model
 
+    def disabled(self, model):
+        from ftune.models.adapter_layers import adapters_disabled
+
+        return adapters_disabled(model)
+
     def save(self, model, directory: Path) -> None:
         from safetensors.torch import save_file
 
@@ -175,13 +179,11 @@ class Adapter(Method):
 
 def _insert(model, targets: list[str], options: AdapterOptions, head_modules: list[str]) -> list:
     """Put the adapters in (returned), and record on the model what save() needs."""
-    from ftune.models.adapter_layers import adapters_disabled, insert_adapters
+    from ftune.models.adapter_layers import insert_adapters
 
     layers = insert_adapters(model, targets, options.reduction_factor, options.activation)
     setattr(model, RECORD, {"options": dataclasses.asdict(options), "targets": list(targets),
                             "head_modules": list(head_modules)})
-    # The name PEFT uses: ftune scores DPO's reference as the model with its adapters disabled.
-    model.disable_adapter = partial(adapters_disabled, model)
     return layers
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class Capabilities:
     """What a technique supports; checked against the config before any model loads."""
 
-    mergeable: bool = False  # can be folded into the base weights for shipping
+    mergeable: bool = False  # has added weights that fold into the base weights (run.merge)
     generation: bool = True  # works with causal-LM generation
     classification: bool = True  # works with a classification head
     quantized_base: bool = False  # trains on top of a quantized base model
@@ -55,6 +55,17 @@ class Method:
 
     def is_added_parameter(self, name: str) -> bool:
         return any(marker in name for marker in self.added_parameter_markers)
+
+    def disabled(self, model: nn.Module):
+        """A context in which ``model`` runs as its base model, this technique switched off:
+        DPO's reference without a second copy of the model. Adapter techniques provide it."""
+        raise NotImplementedError(f"method {self.name!r} trains the model's own weights: "
+                                  "its reference is a separately loaded base model")
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """The model with the technique's added weights folded into the base weights, for
+        ``run.merge=true``; only techniques whose ``capabilities.mergeable`` is true."""
+        raise NotImplementedError(f"method {self.name!r} has no added weights to merge into the base")
 
     def __init__(self, options: Any | None = None):
         self.options = options if options is not None else self.Options()

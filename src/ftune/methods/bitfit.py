@@ -7,9 +7,9 @@ from ftune.methods.base import Capabilities, Method, register_method
 
 @register_method("bitfit")
 class BitFit(Method):
-    """Train only bias terms (+ the task head). Tiny, mergeable, surprisingly strong on encoders."""
+    """Train only bias terms (+ the task head). Tiny, ships as a whole model, surprisingly strong on encoders."""
 
-    capabilities = Capabilities(mergeable=True, generation=True, classification=True)
+    capabilities = Capabilities(mergeable=False, generation=True, classification=True)  # nothing added to merge
     default_learning_rates = {"classification": 1e-3, "causal_lm": 5e-4, "preference": 1e-4}
 
     def check(self, task):

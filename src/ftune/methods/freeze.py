@@ -19,7 +19,7 @@ class Freeze(Method):
     norm and the head (the classic "fine-tune the last layers" recipe)."""
 
     Options = FreezeOptions
-    capabilities = Capabilities(mergeable=True, generation=True, classification=True)
+    capabilities = Capabilities(mergeable=False, generation=True, classification=True)  # nothing added to merge
     default_learning_rates = {"classification": 1e-4, "causal_lm": 5e-5, "preference": 1e-5}
 
     @classmethod

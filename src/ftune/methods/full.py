@@ -9,7 +9,7 @@ from ftune.methods.base import Capabilities, Method, register_method
 class Full(Method):
     """Train every weight of the model. The reference point for all other techniques."""
 
-    capabilities = Capabilities(mergeable=True, generation=True, classification=True)
+    capabilities = Capabilities(mergeable=False, generation=True, classification=True)  # nothing added to merge
     default_learning_rates = {"classification": 5e-5, "causal_lm": 2e-5, "preference": 5e-6}
 
     def apply(self, model, task):

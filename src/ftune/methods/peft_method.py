@@ -31,6 +31,14 @@ class PeftMethod(Method):
     def save(self, model, directory: Path) -> None:
         model.save_pretrained(directory, safe_serialization=True)
 
+    def disabled(self, model):
+        return model.disable_adapter()
+
+    def merge(self, model):
+        if not self.capabilities.mergeable:
+            return super().merge(model)
+        return model.merge_and_unload()
+
     def load(self, directory: Path, base_loader, task: str = "classification"):
         from peft import PeftModel
 

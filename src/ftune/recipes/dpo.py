@@ -82,14 +82,16 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
                                same_as_reference=True)  # untrained: the model is its reference
 
     trainer = session.trainer
-    trainer.held_out_pairs, trainer.beta, trainer.reference, trainer.pad_id = (
-        held_out, config.objective.beta, reference, pad_id)
+    disabled = method.disabled if reference is None else None  # adapters off: the reference
+    trainer.held_out_pairs, trainer.beta, trainer.reference, trainer.disabled, trainer.pad_id = (
+        held_out, config.objective.beta, reference, disabled, pad_id)
     training = run_training(session, config, echo)
     # the kept weights were scored when they were evaluated; score again only if they never were
     after = trainer.scores_by_step.get(session.keep_best.best_step)
     if after is None:
         echo("ftune: measuring the model after training ...")
-        after = preference_scores(trainer.model, held_out, config.objective.beta, reference, pad_id)
+        after = preference_scores(trainer.model, held_out, config.objective.beta, reference, pad_id,
+                                  disabled=disabled)
 
     metrics: dict[str, Any] = {"validation": {"before": before, "after": after}, "training": training}
     run.write_json("metrics.json", metrics)

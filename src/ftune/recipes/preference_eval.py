@@ -21,13 +21,15 @@ class PreferenceEvaluation:
 
     held_out_pairs: list[dict[str, list[int]]] = []
     beta: float = 0.1
-    reference = None  # a separate model (full fine-tuning); None: the adapters disabled
+    reference = None  # a separate model (full fine-tuning), or None and:
+    disabled = None  # the technique's Method.disabled, switching its adapters off
     pad_id: int = 0
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         from ftune.eval.preference import preference_scores
 
-        scores = preference_scores(self.model, self.held_out_pairs, self.beta, self.reference, self.pad_id)
+        scores = preference_scores(self.model, self.held_out_pairs, self.beta, self.reference, self.pad_id,
+                                   disabled=self.disabled)
         self.scores_by_step[self.state.global_step] = scores
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in scores.items() if key != "n"}
         self.log(metrics)

@@ -122,7 +122,7 @@ def method_capability_problems(method, config: Config) -> list[str]:
                             "(pip install bitsandbytes)")
         if config.train.precision == "fp16" and config.train.device != "cuda":
             problems.append(f"method.name = {name!r}: a 4-bit base with fp16 needs a CUDA GPU; use train.precision=auto")
-    if config.run.merge and not caps.mergeable:
+    if config.run.merge and method.saves_adapter and not caps.mergeable:
         problems.append(f"run.merge = true: {name!r} adapters cannot be merged into the base weights; "
                         "ship the adapter (run.merge=false)")
     return problems

@@ -24,7 +24,7 @@ def save_run_model(config: Config, method, model, tokenizer, run, *, task: str,
         # One standalone model: the adapter folded into the base weights, loaded like `full`.
         from ftune.methods import build_method
 
-        model = model.merge_and_unload()
+        model = method.merge(model)
         method, method_name, method_options = build_method("full"), "full", {}
         extra = {**(extra or {}), "merged_from": config.method.name}
     method.save(model, staging)
