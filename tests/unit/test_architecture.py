@@ -50,6 +50,13 @@ def test_the_python_api_trains_evaluates_and_predicts(tmp_path, tiny_bert_dir):
                        "train": {"epochs": 2, "batch_size": 8}, "run": {"dir": str(tmp_path / "runs")}},
                       echo=lines.append)
     assert isinstance(run, ftune.TrainedRun) and run.objective == "classification"
+    # the defaults the objective settled are written down in the run's config
+    from ftune.methods import get_method_class
+    from ftune.settings import load_config
+
+    recorded = load_config(run.run_dir / "config.yaml", check=False)
+    assert recorded.train.learning_rate == get_method_class("lora").default_learning_rates["classification"]
+    assert recorded.model.max_length == 32
     assert any("training rows" in line for line in lines)  # progress went to echo, not stdout
     measured = run.metrics["validation"]["model"]
     again = ftune.evaluate(run.run_dir, held_out)

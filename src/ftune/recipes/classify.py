@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.config.schema import DEFAULT_MAX_LENGTH
+from ftune.training.objective import settle_defaults
 from ftune.training.loop import TrainedRun
 
 
@@ -21,8 +21,7 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     from ftune.recipes.model_card import write_model_card
     from ftune.runs.run_dir import RunDir
 
-    if config.model.max_length is None:
-        config.model.max_length = DEFAULT_MAX_LENGTH["classification"]
+    settle_defaults(config, "classification")
     method = build_method(config.method.name, config.method.options)
     data = build_classification_data(config.data, config.train.seed)
     for notice in data.notices:

@@ -9,9 +9,10 @@ from ftune.training.loop import TrainedRun
 
 def train_for_objective(config: Config, echo=print) -> TrainedRun:
     """Train with the objective the config and data call for; the run, with ``objective`` set."""
-    from ftune.training.objective import resolve_objective
+    from ftune.training.objective import resolve_objective, settle_defaults
 
     objective = resolve_objective(config)
+    settle_defaults(config, objective)
     if objective == "classification":
         from ftune.recipes.classify import train_classifier as recipe
     elif objective == "sft":

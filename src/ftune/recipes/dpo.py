@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.config.schema import DEFAULT_MAX_LENGTH
+from ftune.training.objective import settle_defaults
 from ftune.training.loop import TrainedRun
 
 
@@ -45,8 +45,7 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     from ftune.recipes.preference_eval import with_preference_evaluation
     from ftune.training.ship import save_run_model
 
-    if config.model.max_length is None:
-        config.model.max_length = DEFAULT_MAX_LENGTH["dpo"]
+    settle_defaults(config, "dpo")
     method = build_method(config.method.name, config.method.options)
     data = build_generative_data(config.data, config.train.seed)
     start = start_generative_run(config, method, data, "dpo", echo)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.config.schema import DEFAULT_MAX_LENGTH
+from ftune.training.objective import settle_defaults
 from ftune.training.loop import TrainedRun
 
 
@@ -43,8 +43,7 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
     from ftune.training.ship import save_run_model
     from ftune.training.trainer import ResponseLossTrainer
 
-    if config.model.max_length is None:
-        config.model.max_length = DEFAULT_MAX_LENGTH["sft"]
+    settle_defaults(config, "sft")
     method = build_method(config.method.name, config.method.options)
     labeled = None
     if _is_labeled_data(config):
