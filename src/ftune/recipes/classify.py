@@ -16,10 +16,9 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     from ftune.data.prepare import build_classification_data
     from ftune.methods import build_method
     from ftune.models.load import load_classifier
-    from ftune.training.loop import build_trainer, default_run_name, finish_run, open_run, prepare_model, run_training
+    from ftune.training.loop import build_trainer, finish_run, open_run, run_training, start_run
     from ftune.training.memory_fit import BatchShape, fit_to_memory
     from ftune.recipes.model_card import write_model_card
-    from ftune.runs.run_dir import RunDir
 
     settle_defaults(config, "classification")
     method = build_method(config.method.name, config.method.options)
@@ -31,9 +30,8 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
          + (f", {split['test']:,} test rows" if split["test"] else "")
          + f"; labels: {', '.join(data.label_names)}")
 
-    run = RunDir.reserve(config.run.dir, config.run.name or default_run_name(config))
-    prepared = prepare_model(config, method, lambda **options: load_classifier(
-        config.model.name, data.label_names, config.model.trust_remote_code, **options), echo)
+    run, prepared = start_run(config, method, lambda **options: load_classifier(
+        config.model.name, data.label_names, config.model.trust_remote_code, **options), echo=echo)
     tokenizer = prepared.task.tokenizer
     train_set = TokenizedExamples(tokenizer, data.train, config.model.max_length)
     session = build_trainer(

@@ -71,19 +71,26 @@ def default_run_name(config: Config) -> str:
     return f"{Path(config.model.name).name}-{config.method.name}"
 
 
+def start_run(config: Config, method, load_task: Callable[..., Any], suffix: str = "", echo=print):
+    """What every run does before training: reserve its directory (created only once the memory
+    plan passes, by ``open_run``) and load the model with the technique applied.
+    Returns (run directory, prepared model)."""
+    from ftune.runs.run_dir import RunDir
+
+    run = RunDir.reserve(config.run.dir, config.run.name or "-".join(filter(None, [default_run_name(config), suffix])))
+    return run, prepare_model(config, method, load_task, echo)
+
+
 def start_generative_run(config: Config, method, data, suffix: str, echo=print) -> GenerativeStart:
-    """What SFT and DPO runs share before training: notices, the run's (reserved) directory,
-    the causal LM with the technique applied, and the chat template."""
+    """``start_run`` for SFT and DPO, after the data's notices: the causal LM and the chat template."""
     from ftune.data.templates import resolve_template
     from ftune.models.load import load_causal_lm
-    from ftune.runs.run_dir import RunDir
 
     for notice in data.notices:
         echo(f"ftune: {notice}")
-    run = RunDir.reserve(config.run.dir, config.run.name or f"{default_run_name(config)}-{suffix}")
-    prepared = prepare_model(
+    run, prepared = start_run(
         config, method, lambda **options: load_causal_lm(config.model.name, config.model.trust_remote_code, **options),
-        echo)
+        suffix, echo)
     return GenerativeStart(run, method, prepared, resolve_template(config.data.template, prepared.task.tokenizer))
 
 
