@@ -33,6 +33,10 @@ def test_dpo_with_lora_raises_held_out_preference_accuracy(tmp_path, tiny_llama_
     best = evaluations[metrics["training"]["best_step"]]
     assert best["eval_reward_margin"] == after["reward_margin"] and best["eval_loss"] == after["loss"]
     assert best["eval_loss"] == min(r["eval_loss"] for r in evaluations.values())
+    # tokens/s counts training time only: the held-out evaluations inside training are set apart
+    training = metrics["training"]
+    assert 0 < training["evaluation_seconds"] < training["seconds"]
+    assert training["evaluation_seconds"] == round(sum(r["eval_runtime"] for r in evaluations.values()), 1)
     rescored = run_ftune("eval", str(run), "--data", str(GEN / "preference.jsonl"), "--json", cwd=tmp_path)
     assert rescored.returncode == 0, rescored.stderr[-3000:]
     again = json.loads(rescored.stdout.strip().splitlines()[-1])

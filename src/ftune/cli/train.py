@@ -69,8 +69,11 @@ def _dpo(config, result) -> None:
 def _summary(result) -> None:
     training = result.metrics["training"]
     rate = f", {training['tokens_per_second']:.0f} real tokens/s" if training.get("tokens_per_second") else ""
+    evaluating = training.get("evaluation_seconds") or 0
+    spent = f"{training['seconds'] - evaluating:.0f} s" + (f" (+ {evaluating:.0f} s of held-out evaluation)"
+                                                           if evaluating >= 1 else "")
     print(f"\ntrained {training['trainable_parameters']:,} parameters ({training['trainable_share']:.2%}) "
-          f"for {training['optimizer_steps']} steps in {training['seconds']:.0f} s{rate}")
+          f"for {training['optimizer_steps']} steps in {spent}{rate}")
     plan = training.get("memory_plan")
     peak = f"peak memory {training['peak_training_memory_mb']:,.0f} MB"
     if plan:

@@ -210,15 +210,18 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
     session.keep_best.restore_best()
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     t, state, prepared = config.train, trainer.state, session.prepared
+    # held-out evaluations run inside trainer.train(): their time is not training time
+    evaluating = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)
+    training_seconds = max(seconds - evaluating, 1e-9)
     return {
         "method": config.method.name, "model": config.model.name,
         "trainable_parameters": prepared.trainable, "total_parameters": prepared.total,
         "trainable_share": prepared.trainable / prepared.total,
         "optimizer_steps": state.global_step, "epochs": round(state.epoch or 0, 4),
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 1), "evaluation_seconds": round(evaluating, 1),
         "examples_per_second": round(state.global_step * t.batch_size * t.gradient_accumulation_steps
-                                     / max(seconds, 1e-9), 2),
-        "tokens_per_second": round((state.num_input_tokens_seen or 0) / max(seconds, 1e-9), 1),
+                                     / training_seconds, 2),
+        "tokens_per_second": round((state.num_input_tokens_seen or 0) / training_seconds, 1),
         "stopped_by_time_budget": session.stop.stopped_by_time,
         "interrupted": interrupted,
         "best_step": session.keep_best.best_step,
