@@ -19,11 +19,14 @@ from typing import Any
 class PreferenceEvaluation:
     """Mixin for TRL's DPOTrainer: ``evaluate`` scores ``held_out_pairs`` (encoded pairs)."""
 
-    held_out_pairs: list[dict[str, list[int]]] = []
-    beta: float = 0.1
-    reference = None  # a separate model (full fine-tuning), or None and:
-    disabled = None  # the technique's Method.disabled, switching its adapters off
-    pad_id: int = 0
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held_out_pairs: list[dict[str, list[int]]] = []
+        self.beta = 0.1
+        self.reference = None  # a separate model (full fine-tuning), or None and:
+        self.disabled = None  # the technique's Method.disabled, switching its adapters off
+        self.pad_id = 0
+        self.scores_by_step: dict[int, dict[str, Any]] = {}  # every evaluation's scores, by step
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         import time
@@ -39,12 +42,6 @@ class PreferenceEvaluation:
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
-
-    @property
-    def scores_by_step(self) -> dict[int, dict[str, Any]]:
-        if "_scores_by_step" not in self.__dict__:
-            self._scores_by_step = {}
-        return self._scores_by_step
 
 
 def with_preference_evaluation(trainer_class: type) -> type:
