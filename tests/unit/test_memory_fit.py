@@ -31,7 +31,7 @@ def logged_losses(run_dir) -> list[float]:
 def test_a_low_budget_splits_batches_and_the_loss_equals_the_unsplit_runs(tiny_llama_dir, tmp_path, monkeypatch):
     from ftune.training import memory_fit
     from ftune.training.memory_plan import make_plan
-    from ftune.recipes.sft import train_sft
+    from ftune.recipes.dispatch import train_for_objective as train_sft
 
     whole = train_sft(sft_config(tiny_llama_dir, tmp_path / "whole"), echo=lambda *_: None)
     whole_plan = whole.metrics["training"]["memory_plan"]
@@ -138,7 +138,7 @@ def test_when_a_row_does_not_fit_checkpointing_trains_to_the_same_loss(tmp_path,
 
     from ftune.training import memory_fit
     from ftune.training.memory_plan import make_plan
-    from ftune.recipes.sft import train_sft
+    from ftune.recipes.dispatch import train_for_objective as train_sft
 
     deep = tmp_path / "deep-llama"
     shutil.copytree(tiny_llama_dir, deep)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ftune.settings import load_config
-from ftune.recipes.classify import train_classifier
+from ftune.recipes.dispatch import train_for_objective as train_classifier
 from tests.conftest import FIXTURES
 
 QUIET = dict(echo=lambda *a, **k: None)

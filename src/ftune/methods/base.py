@@ -67,6 +67,13 @@ class Method:
         ``run.merge=true``; only techniques whose ``capabilities.mergeable`` is true."""
         raise NotImplementedError(f"method {self.name!r} has no added weights to merge into the base")
 
+    def serves_mixed_batches(self) -> bool:
+        """True when the rows of one batch can each run a different adapter of this technique
+        on one shared base (PEFT's ``adapter_names``), so a server batches requests for
+        different runs together; otherwise it serves them in turn. Depends on the options
+        (LoRA with DoRA cannot)."""
+        return False
+
     def __init__(self, options: Any | None = None):
         self.options = options if options is not None else self.Options()
 

@@ -35,6 +35,10 @@ class Loha(Lora):
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
     default_learning_rates = {"classification": 1e-3, "causal_lm": 2e-4, "preference": 5e-5}
 
+
+    def serves_mixed_batches(self) -> bool:
+        return False  # PEFT's LoHa layers have no per-row adapter choice
+
     def peft_config(self, task):
         from peft import LoHaConfig
 

@@ -31,6 +31,10 @@ class Lora(PeftMethod):
     added_parameter_markers = ("lora_",)
     capabilities = Capabilities(mergeable=True, generation=True, classification=True)
     default_learning_rates = {"classification": 1e-3, "causal_lm": 2e-4, "preference": 5e-5}
+
+    def serves_mixed_batches(self) -> bool:
+        return not self.options.use_dora  # PEFT refuses adapter_names with DoRA
+
     @classmethod
     def check_options(cls, options):
         problems = []

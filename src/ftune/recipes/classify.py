@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.training.objective import settle_defaults
 from ftune.training.loop import TrainedRun
 
 
@@ -16,11 +15,10 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
     from ftune.data.prepare import build_classification_data
     from ftune.methods import build_method
     from ftune.models.load import load_classifier
-    from ftune.training.loop import build_trainer, finish_run, open_run, run_training, start_run
+    from ftune.training.loop import build_trainer, open_run, run_training, start_run
     from ftune.training.memory_fit import BatchShape, fit_to_memory
-    from ftune.recipes.model_card import write_model_card
+    from ftune.recipes.finish import finish_training
 
-    settle_defaults(config, "classification")
     method = build_method(config.method.name, config.method.options)
     data = build_classification_data(config.data, config.train.seed)
     for notice in data.notices:
@@ -48,11 +46,8 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
 
     metrics = _evaluate_all(config, model, tokenizer, data)
     metrics["training"] = training
-    run.write_json("metrics.json", metrics)
-    _save_model(config, method, model, prepared.task, data.label_names, run)
-    write_model_card(run, config, data.manifest, metrics)
-    finish_run(run, training)
-    return TrainedRun(run.path, metrics)
+    return finish_training(run, config, "classification", data.manifest, metrics, method=method, model=model,
+                           tokenizer=tokenizer, extra={"labels": data.label_names})
 
 
 def _training_metrics(prediction) -> dict[str, float]:
@@ -97,9 +92,3 @@ def _evaluate_all(config: Config, model, tokenizer, data) -> dict[str, Any]:
         metrics[name] = result
     return metrics
 
-
-def _save_model(config: Config, method, model, task, label_names, run) -> None:
-    from ftune.training.ship import save_run_model
-
-    save_run_model(config, method, model, task.tokenizer, run, task="classification",
-                   extra={"labels": label_names})

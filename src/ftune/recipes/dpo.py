@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.training.objective import settle_defaults
 from ftune.training.loop import TrainedRun
 
 
@@ -40,12 +39,11 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     from ftune.eval.preference import encode_pair, preference_scores
     from ftune.methods import build_method
     from ftune.models.load import load_causal_lm
-    from ftune.training.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
+    from ftune.training.loop import build_trainer, open_run, run_training, start_generative_run
     from ftune.training.memory_fit import BatchShape, fit_to_memory
     from ftune.recipes.preference_eval import with_preference_evaluation
-    from ftune.training.ship import save_run_model
+    from ftune.recipes.finish import finish_training
 
-    settle_defaults(config, "dpo")
     method = build_method(config.method.name, config.method.options)
     data = build_generative_data(config.data, config.train.seed)
     start = start_generative_run(config, method, data, "dpo", echo)
@@ -93,14 +91,8 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
                                   disabled=disabled)
 
     metrics: dict[str, Any] = {"validation": {"before": before, "after": after}, "training": training}
-    run.write_json("metrics.json", metrics)
-    save_run_model(config, method, session.trainer.model, tokenizer, run, task="causal_lm",
-                   extra={"template": template.name, "objective": "dpo"})
-    from ftune.recipes.model_card import write_preference_card
-
-    write_preference_card(run, config, data.manifest, metrics)
-    finish_run(run, training)
-    return TrainedRun(run.path, metrics)
+    return finish_training(run, config, "dpo", data.manifest, metrics, method=method, model=session.trainer.model,
+                           tokenizer=tokenizer, extra={"template": template.name, "objective": "dpo"})
 
 
 def pair_lengths(dataset, max_length: int) -> list[int]:

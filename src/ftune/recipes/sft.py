@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from ftune.config import Config
-from ftune.training.objective import settle_defaults
 from ftune.training.loop import TrainedRun
 
 
@@ -38,12 +37,11 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
     from ftune.data.encode import EncodedDataset, encode_examples, stop_token_ids
     from ftune.data.prepare_generative import build_generative_data
     from ftune.methods import build_method
-    from ftune.training.loop import build_trainer, finish_run, open_run, run_training, start_generative_run
+    from ftune.training.loop import build_trainer, open_run, run_training, start_generative_run
     from ftune.training.memory_fit import BatchShape, fit_to_memory
-    from ftune.training.ship import save_run_model
+    from ftune.recipes.finish import finish_training
     from ftune.training.trainer import ResponseLossTrainer
 
-    settle_defaults(config, "sft")
     method = build_method(config.method.name, config.method.options)
     labeled = None
     if _is_labeled_data(config):
@@ -94,7 +92,6 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
     if labeled:
         label_scores["fine_tuned"] = labeled.accuracy(session.trainer.model, tokenizer, template)
         metrics["validation"]["labels"] = label_scores
-    run.write_json("metrics.json", metrics)
     run.write_json("samples.json", [
         {"prompt": [m.__dict__ for m in p], "before": b, "after": a}
         for p, b, a in zip(prompts, before["samples"], after["samples"])
@@ -103,12 +100,8 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
     if labeled:  # lets `ftune eval RUN --data labeled.csv` score labels the same way
         extra.update({"labels": labeled.data.label_names, "label_words": labeled.words,
                       "instruction": labeled.instruction})
-    save_run_model(config, method, session.trainer.model, tokenizer, run, task="causal_lm", extra=extra)
-    from ftune.recipes.model_card import write_generative_card
-
-    write_generative_card(run, config, data.manifest, metrics)
-    finish_run(run, training)
-    return TrainedRun(run.path, metrics)
+    return finish_training(run, config, "sft", data.manifest, metrics, method=method, model=session.trainer.model,
+                           tokenizer=tokenizer, extra=extra)
 
 
 def _is_labeled_data(config: Config) -> bool:

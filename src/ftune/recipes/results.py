@@ -1,0 +1,140 @@
+"""A run's results as tables, built once from its ``metrics.json``: the command line prints
+them as text, the model card as markdown. Each objective says which tables it has; the
+layout lives here only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ftune.eval.baselines import BASELINE_TITLES
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    key: str
+    format: str = ".4f"
+
+    def cell(self, scores: dict[str, Any]) -> str:
+        value = scores.get(self.key)
+        if value is None:
+            return "-"
+        return format(value, self.format) if self.format else str(value)
+
+
+@dataclass
+class Table:
+    """A titled table: one row per model or baseline, one column per metric."""
+
+    title: str
+    columns: list[Column]
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    note: str = ""
+
+    def text(self) -> str:
+        width = max(len(name) for name, _ in self.rows) + 2
+        widths = [max(10, len(c.title) + 2) for c in self.columns]
+        lines = [f"{self.title}:", " " * width + "".join(f"{c.title:>{w}}" for c, w in zip(self.columns, widths))]
+        lines += [f"{name:<{width}}" + "".join(f"{c.cell(s):>{w}}" for c, w in zip(self.columns, widths))
+                  for name, s in self.rows]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title[0].upper()}{self.title[1:]}", "",
+                 "| | " + " | ".join(c.title for c in self.columns) + " |",
+                 "|---|" + "---:|" * len(self.columns)]
+        lines += [f"| {name} | " + " | ".join(c.cell(s) for c in self.columns) + " |" for name, s in self.rows]
+        return "\n".join(lines + ([f"\n{self.note}"] if self.note else []))
+
+
+CLASSIFIER_COLUMNS = [Column("accuracy", "accuracy"), Column("macro-F1", "f1"), Column("precision", "precision"),
+                      Column("recall", "recall"), Column("loss", "loss")]
+
+
+def model_title(config) -> str:
+    return f"{config.model.name} + {config.method.name}"
+
+
+def classification_tables(config, metrics: dict[str, Any]) -> list[Table]:
+    tables = []
+    for split in ("validation", "test"):
+        if split in metrics:
+            scores = metrics[split]
+            rows = [(model_title(config), scores["model"])]
+            rows += [(BASELINE_TITLES.get(k, k), v) for k, v in scores.items() if k != "model"]
+            tables.append(Table(f"{split} split ({scores['model']['n']:,} rows)", CLASSIFIER_COLUMNS, rows))
+    return tables
+
+
+def sft_tables(config, metrics: dict[str, Any]) -> list[Table]:
+    validation = metrics["validation"]
+    before, after = validation["before"], validation["after"]
+
+    def with_eos(scores):
+        return {**scores, "ended": f"{scores.get('samples_ended_with_eos', 0)} / {scores.get('samples', 0)}"}
+
+    tables = [Table(f"validation ({after['n']:,} examples, {after['tokens']:,} response tokens)",
+                    [Column("loss", "loss"), Column("perplexity", "perplexity", ".2f"),
+                     Column("samples ending with EOS", "ended", "")],
+                    [("base model (before)", with_eos(before)), ("fine-tuned (after)", with_eos(after))],
+                    note="Generation samples (greedy), before and after: `samples.json`.")]
+    if "labels" in validation:
+        tables.append(label_table(config, validation["labels"]))
+    return tables
+
+
+def label_table(config, labels: dict[str, Any]) -> Table:
+    """Fine-tuned vs base-model prompting vs classical baselines on a labeled task as chat."""
+    tuned = f"{model_title(config)} (SFT)"
+
+    def title(key: str) -> str:
+        if key == "fine_tuned":
+            return tuned
+        if key == "base_zero_shot":
+            return "base model, zero-shot prompt"
+        if key.startswith("base_"):
+            return f"base model, {key.split('_')[1]}-shot prompt"
+        return BASELINE_TITLES.get(key, key)
+
+    rows = sorted(((title(k), v) for k, v in labels.items()), key=lambda row: row[0] != tuned)
+    n = labels["fine_tuned"]["n"] if "fine_tuned" in labels else next(iter(labels.values()))["n"]
+    return Table(f"label accuracy on the validation split ({n:,} rows, label chosen by likelihood)",
+                 [Column("accuracy", "accuracy"), Column("macro-F1", "f1")], rows)
+
+
+def dpo_tables(config, metrics: dict[str, Any]) -> list[Table]:
+    before, after = metrics["validation"]["before"], metrics["validation"]["after"]
+    return [Table(f"held-out preference pairs ({after['n']:,})",
+                  [Column("preference acc.", "preference_accuracy"), Column("reward margin", "reward_margin"),
+                   Column("likelihood acc.", "likelihood_accuracy")],
+                  [("before training", before), ("after training", after)],
+                  note="Preference accuracy and reward margin use DPO's implicit reward against the reference; "
+                       "before training they are 0.5 and 0 by construction. Likelihood accuracy: the model alone "
+                       "finds the chosen reply more likely per token.")]
+
+
+RESULT_TABLES: dict[str, Callable[[Any, dict[str, Any]], list[Table]]] = {
+    "classification": classification_tables, "sft": sft_tables, "dpo": dpo_tables}
+
+
+def result_tables(objective: str, config, metrics: dict[str, Any]) -> list[Table]:
+    """The held-out results of a run of ``objective``, as tables."""
+    return RESULT_TABLES[objective](config, metrics)
+
+
+def training_summary(training: dict[str, Any]) -> list[str]:
+    """Steps, time (training and held-out evaluation apart), speed and memory, in two lines."""
+    rate = f", {training['tokens_per_second']:.0f} real tokens/s" if training.get("tokens_per_second") else ""
+    evaluating = training.get("evaluation_seconds") or 0
+    spent = f"{training['seconds'] - evaluating:.0f} s" + (f" (+ {evaluating:.0f} s of held-out evaluation)"
+                                                           if evaluating >= 1 else "")
+    lines = [f"trained {training['trainable_parameters']:,} parameters ({training['trainable_share']:.2%}) "
+             f"for {training['optimizer_steps']} steps in {spent}{rate}"]
+    plan = training.get("memory_plan")
+    peak = f"peak memory {training['peak_training_memory_mb']:,.0f} MB"
+    if plan:
+        passes = (f"micro-batches of ≤ {plan['micro_batch_tokens']:,} tokens" if plan["micro_batch_tokens"]
+                  else "whole batches") + (", gradient checkpointing" if plan["gradient_checkpointing"] else "")
+        peak += f" (planned ≈ {plan['estimate_mb']:,.0f} MB of a {plan['budget_mb']:,.0f} MB budget; {passes})"
+    return lines + [peak]
