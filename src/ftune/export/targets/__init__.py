@@ -1,0 +1,1 @@
+"""Export targets: one module each, found by ftune.export.target's registry."""
