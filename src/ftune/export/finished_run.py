@@ -77,17 +77,17 @@ class FinishedRun:
                     setattr(config.data, entry["role"], entry["path"])
         return config
 
-    def load_model(self):
-        """The trained model as the run saved it (adapter on its base, or the whole model), in eval mode."""
+    def load_base(self, **options):
+        """The base model the run started from (``options``: e.g. QLoRA's 4-bit loading)."""
         from ftune.models.load import load_causal_lm, load_classifier
 
         if self.task == "classification":
-            def base(**options):
-                return load_classifier(self.base_model, self.info["labels"], **options).model
-        else:
-            def base(**options):
-                return load_causal_lm(self.base_model, **options).model
-        model = self.method.load(self.model_dir, base, task=self.task)
+            return load_classifier(self.base_model, self.info["labels"], **options).model
+        return load_causal_lm(self.base_model, **options).model
+
+    def load_model(self):
+        """The trained model as the run saved it (adapter on its base, or the whole model), in eval mode."""
+        model = self.method.load(self.model_dir, self.load_base, task=self.task)
         model.eval()
         return model
 

@@ -18,16 +18,23 @@ def merged_model(run: FinishedRun, dtype: str = "fp32"):
     """The run's model as plain transformers modules (no PEFT, no bitsandbytes), in eval mode."""
     import torch
 
-    model = run.load_model()
     if run.method.capabilities.quantized_base:
-        dequantize_4bit_layers(model)
+        # the 4-bit base as training saw it, dequantized, then the adapter on plain layers
+        from peft import PeftModel
+
+        base = run.load_base(**run.method.model_load_options("cpu"))
+        dequantize_4bit_layers(base)
+        model = PeftModel.from_pretrained(base, run.model_dir)
+    else:
+        model = run.load_model()
     if run.method.saves_adapter:
         model = model.merge_and_unload(safe_merge=True)
     model.config.quantization_config = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # the 4-bit record of a QLoRA base: its layers are plain now
     model.is_loaded_in_4bit = False
+    model.quantization_method = None
     model = model.to({"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
     model.eval()
     return model
@@ -40,11 +47,13 @@ def dequantize_4bit_layers(model) -> int:
     from torch import nn
 
     replaced = 0
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbf
+
     for name, module in list(model.named_modules()):
-        weight = getattr(module, "weight", None)
-        if weight is None or not hasattr(weight, "quant_state") or weight.quant_state is None:
+        if not isinstance(module, bnb.nn.Linear4bit):
             continue
-        import bitsandbytes.functional as bnbf
+        weight = module.weight
 
         dense = bnbf.dequantize_4bit(weight.data, weight.quant_state).to(torch.float32)
         linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)

@@ -36,6 +36,14 @@ class GgufLoraTarget(ExportTarget):
                     "(no DoRA magnitudes, IA3 or LoHa factors); --to gguf merges them instead")
         if run.info.get("merged_from"):
             return "the run saved a merged model (run.merge=true): no adapter is left; use --to gguf"
+        adapter_config = run.model_dir / "adapter_config.json"
+        if adapter_config.is_file():
+            import json
+
+            whole = json.loads(adapter_config.read_text()).get("modules_to_save") or []
+            if whole:
+                return (f"the run trained whole layers ({', '.join(whole)}) beside the low-rank pairs; a GGUF "
+                        "LoRA adapter cannot hold them; --to gguf merges them instead")
         return None
 
     def write(self, run: FinishedRun, out: Path, options: ExportOptions, echo=print) -> Artifact:
