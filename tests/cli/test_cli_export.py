@@ -89,19 +89,20 @@ def test_a_drop_over_max_drop_exits_non_zero_and_keeps_the_figures(lora_classifi
     assert read_json(out / "export.json")["check"]["verdict"]["passed"] is False
 
 
-def test_readme_snippets_for_merged_and_adapter_give_the_runs_prediction(lora_classifier, tiny_bert_dir, tmp_path):
+def test_readme_snippets_for_merged_adapter_and_onnx_give_the_runs_prediction(lora_classifier, tiny_bert_dir, tmp_path):
     from ftune.api import predict
 
     from tests.conftest import readme_snippet, run_snippet
 
     ((_, ranked),) = list(predict(lora_classifier, ["a warm, funny film"]))
     expected_label = ranked[0][0]
-    merged, adapter = tmp_path / "merged", tmp_path / "adapter"
-    for target, out in (("merged", merged), ("adapter", adapter)):
+    merged, adapter, onnx = tmp_path / "merged", tmp_path / "adapter", tmp_path / "onnx"
+    for target, out in (("merged", merged), ("adapter", adapter), ("onnx", onnx)):
         result = run_ftune("export", str(lora_classifier), "--to", target, "--out", str(out), "--no-check",
                            cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
     assert run_snippet(readme_snippet("merged", EXPORT_DIR=str(merged))) == expected_label
+    assert run_snippet(readme_snippet("onnx", EXPORT_DIR=str(onnx))) == expected_label
     labels = read_json(lora_classifier / "model" / "ftune-model.json")["labels"]
     index = run_snippet(readme_snippet("adapter", EXPORT_DIR=str(adapter), BASE_MODEL=str(tiny_bert_dir)))
     assert labels[int(index)] == expected_label

@@ -48,7 +48,7 @@ def run(args) -> int:
         return 0 if result.passed else 1
     from ftune.export.report import check_table
 
-    print(f"\nexported to {result.directory} ({result.report['size_mb']:,.1f} MB): "
+    print(f"\nexported to {result.directory} ({result.report['total_mb']:,.1f} MB): "
           + ", ".join(name.rsplit("/", 1)[-1] for name in result.report["files"]))
     if "check" in result.report:
         print("\n" + check_table(result.report))

@@ -49,7 +49,8 @@ def export_run(run_dir: str | Path, target_name: str, out: str | Path | None = N
         artifact = target.write(run, staging, options, echo)
         report = {"target": target.name, "run": str(run.path), "options": asdict(options),
                   "files": artifact.files, "runtime": artifact.runtime, **artifact.details,
-                  "size_mb": _size_mb(staging, artifact.files)}
+                  "size_mb": _size_mb(staging, artifact.model_files or artifact.files),
+                  "total_mb": _size_mb(staging, artifact.files)}
         passed = True
         if check:
             from ftune.export.recheck import recheck

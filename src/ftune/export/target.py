@@ -30,6 +30,9 @@ class Artifact:
     files: list[str]
     runtime: str  # "transformers", "llama.cpp", "onnxruntime", ...
     details: dict[str, Any] = field(default_factory=dict)
+    # the files the runtime runs, whose size is reported (default: all of ``files``); e.g. only
+    # model.int8.onnx of an --int8 export
+    model_files: list[str] = field(default_factory=list)
 
 
 class ExportTarget:

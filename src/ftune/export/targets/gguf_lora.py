@@ -58,7 +58,7 @@ class GgufLoraTarget(ExportTarget):
             self._write_base(run, out / BASE_FILE, echo)
             files.append(BASE_FILE)
         details = {"lora_pairs": pairs, "base_gguf": str(base_gguf) if base_gguf else BASE_FILE}
-        return Artifact(out, files, "llama.cpp + LoRA", details)
+        return Artifact(out, files, "llama.cpp + LoRA", details, model_files=[ADAPTER_FILE])
 
     def _write_base(self, run: FinishedRun, path: Path, echo) -> None:
         from ftune.export.gguf_writer import write_llama_gguf
