@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "ftune"
-LAYERS = ["errors", "discovery", "runs", "config", "data", "models", "methods", "settings", "training", "eval", "recipes", "export",
+LAYERS = ["errors", "discovery", "runs", "config", "data", "models", "methods", "settings", "training", "eval", "recipes", "export", "serving",
           "comparison", "api", "cli"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 # `ftune/__init__.py` re-exports the api lazily; it is the package's front door, not a layer.

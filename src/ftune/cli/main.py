@@ -16,6 +16,7 @@ COMMANDS = {
     "data": "ftune.cli.data",
     "compare": "ftune.cli.compare",
     "export": "ftune.cli.export",
+    "serve": "ftune.cli.serve",
     "config": "ftune.cli.config",
 }
 

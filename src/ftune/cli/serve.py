@@ -1,0 +1,42 @@
+"""Serve finished runs and models to any OpenAI client: chat and text completions (the run's own
+chat template; streaming), classification for classifier runs, embeddings for encoders. Runs
+that share a base model load it once; the request's "model" field picks the run.
+
+examples:
+  ftune serve runs/20261130-120408-smollm2-135m-lora-sft runs/20261130-174651-minilm-l6-lora
+  ftune serve RUN_A RUN_B smollm2-135m --port 8000
+  ftune serve RUN --host 0.0.0.0 --api-key "$FTUNE_API_KEY"
+then, in Python:
+  from openai import OpenAI
+  client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+  client.chat.completions.create(model="<run directory name>", messages=[{"role": "user", "content": "Hi"}])
+"""
+
+from __future__ import annotations
+
+HELP = "serve runs to OpenAI clients (many adapters on one base)"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="RUN_OR_MODEL",
+                        help="run directories, built-in model names, or exported model directories")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set FTUNE_API_KEY)")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="largest max_tokens a request may ask for")
+
+
+def run(args) -> int:
+    import os
+
+    from ftune.errors import FtuneError
+
+    api_key = args.api_key or os.environ.get("FTUNE_API_KEY")
+    if args.host not in LOOPBACK and not api_key:
+        raise FtuneError(f"--host {args.host}: serving beyond this machine needs an API key "
+                         "(--api-key KEY or FTUNE_API_KEY)")
+    from ftune.api import serve
+
+    serve(args.sources, host=args.host, port=args.port, api_key=api_key, max_tokens=args.max_tokens)
+    return 0

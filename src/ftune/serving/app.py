@@ -1,0 +1,167 @@
+"""The FastAPI application: OpenAI's endpoints over the served models, errors in OpenAI's shape."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from typing import Any
+
+from fastapi import Request  # at module level: FastAPI resolves the routes' annotations here
+
+from ftune.serving.errors import ApiError, unknown_model, wrong_kind
+
+_END = object()
+
+
+def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048, max_body_bytes: int = 2_000_000,
+              max_waiting: int = 64):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+
+    from ftune.serving import completions
+    from ftune.serving.requests import field, sampling_of, texts_of
+
+    app = FastAPI(title="ftune serve", docs_url=None, redoc_url=None)
+    started = int(time.time())
+    in_flight = {"count": 0}
+    counting = threading.Lock()
+
+    @app.exception_handler(ApiError)
+    async def api_error(_, error: ApiError):
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_, error: Exception):  # never a traceback to the client
+        body = ApiError(500, f"internal error: {type(error).__name__}: {error}", type="server_error").body()
+        return JSONResponse(body, status_code=500)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        try:
+            if api_key and request.url.path.startswith("/v1/"):
+                given = request.headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                    raise ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer KEY'",
+                                   type="invalid_request_error", code="invalid_api_key")
+            if int(request.headers.get("content-length") or 0) > max_body_bytes:
+                raise ApiError(413, f"request body over {max_body_bytes:,} bytes", code="body_too_large")
+            with counting:
+                if in_flight["count"] >= max_waiting:
+                    raise ApiError(429, f"the server is busy ({max_waiting} requests in flight); retry shortly",
+                                   type="rate_limit_error", code="queue_full")
+                in_flight["count"] += 1
+        except ApiError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+        try:
+            return await call_next(request)
+        finally:
+            with counting:
+                in_flight["count"] -= 1
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def model_of(body: dict[str, Any], kind: str, endpoint: str):
+        name = field(body, "model", str, required=True)
+        if name not in served.models:
+            raise unknown_model(name, served.names())
+        model = served.models[name]
+        if model.kind != kind:
+            raise wrong_kind(name, model.kind, endpoint)
+        return model
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": served.names()}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [
+            {"id": m.name, "object": "model", "created": started, "owned_by": "ftune", "parent": m.parent,
+             "kind": m.kind} for m in served.models.values()]}
+
+    async def generate(request: Request, chat: bool):
+        body = await body_of(request)
+        endpoint = "/v1/chat/completions" if chat else "/v1/completions"
+        model = model_of(body, "chat", endpoint)
+        sampling = sampling_of(body, max_tokens_cap)
+        if chat:
+            prompt_ids = completions.chat_prompt_ids(model, field(body, "messages", list, required=True))
+        else:
+            prompt_ids = completions.text_prompt_ids(model, field(body, "prompt", str, required=True))
+        if len(prompt_ids) + 1 > model.backend.context:
+            raise ApiError(400, f"This model's context is {model.backend.context} tokens; the prompt has "
+                           f"{len(prompt_ids)}", param="messages" if chat else "prompt", code="context_length_exceeded")
+        if field(body, "stream", bool, False):
+            if not chat:
+                raise ApiError(400, "stream: streamed text completions are not served; use /v1/chat/completions",
+                               param="stream")
+            usage = bool((field(body, "stream_options", dict, {}) or {}).get("include_usage"))
+            events = completions.chat_chunks(model.name, completions.stream_reply(model, prompt_ids, sampling), usage)
+            return StreamingResponse(_in_threads(events, run_in_threadpool), media_type="text/event-stream")
+        reply = await run_in_threadpool(completions.whole_reply, model, prompt_ids, sampling)
+        return (completions.chat_response if chat else completions.text_response)(model.name, reply)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await generate(request, chat=True)
+
+    @app.post("/v1/completions")
+    async def text_completions(request: Request):
+        return await generate(request, chat=False)
+
+    @app.post("/v1/classify")
+    async def classify(request: Request):
+        body = await body_of(request)
+        model = model_of(body, "classifier", "/v1/classify")
+        texts = texts_of(body)
+        rows = await run_in_threadpool(_classify, model.backend, texts)
+        return {"object": "list", "model": model.name, "data": rows}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        body = await body_of(request)
+        model = model_of(body, "embeddings", "/v1/embeddings")
+        vectors, tokens = await run_in_threadpool(model.backend.embed, texts_of(body))
+        return {"object": "list", "model": model.name,
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    return app
+
+
+def _classify(classifier, texts: list[str]) -> list[dict[str, Any]]:
+    from ftune.eval.classifier import predict_probabilities
+
+    rows = predict_probabilities(classifier.model, classifier.tokenizer, texts, classifier.max_length)
+    out = []
+    for index, row in enumerate(rows):
+        probabilities = {label: float(p) for label, p in zip(classifier.label_names, row)}
+        out.append({"index": index, "label": max(probabilities, key=probabilities.get),
+                    "probabilities": probabilities})
+    return out
+
+
+async def _in_threads(events, run_in_threadpool):
+    """A blocking generator stepped in worker threads; closed when the client goes away, which
+    releases the model it holds."""
+    iterator = iter(events)
+    try:
+        while True:
+            item = await run_in_threadpool(next, iterator, _END)
+            if item is _END:
+                return
+            yield item
+    finally:
+        try:
+            iterator.close()
+        except ValueError:  # still running its last step in a worker thread; it ends on its own
+            pass

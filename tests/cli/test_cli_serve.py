@@ -1,0 +1,162 @@
+"""`ftune serve` started for real on a loopback port and spoken to with the official `openai`
+client: two LoRA runs on one tiny Llama base, a classifier run and an encoder for embeddings."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import FIXTURES, REPO, only_run_dir, run_ftune
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+KEY = "test-key"
+GEN = ["train.max_steps=3", "train.batch_size=4", "model.max_length=96", "generate.samples=0", "method=lora",
+       "method.target_modules=all-linear", "train.learning_rate=0.01"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(cwd, *settings):
+    result = run_ftune("train", *settings, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run_dir(cwd)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_llama_dir, tiny_bert_dir):
+    alpaca = _train(tmp_path_factory.mktemp("alpaca"), f"model={tiny_llama_dir}",
+                    f"data.train={FIXTURES / 'gen' / 'alpaca.jsonl'}", *GEN)
+    chat = _train(tmp_path_factory.mktemp("chat"), f"model={tiny_llama_dir}",
+                  f"data.train={FIXTURES / 'gen' / 'chat.jsonl'}", *GEN, "train.seed=7")
+    classifier = _train(tmp_path_factory.mktemp("classifier"), f"model={tiny_bert_dir}",
+                        f"data.train={FIXTURES / 'reviews.csv'}", "train.epochs=1", "model.max_length=32")
+    return {"alpaca": alpaca, "chat": chat, "classifier": classifier, "encoder": tiny_bert_dir}
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ftune.cli.main", "serve", str(runs["alpaca"]), str(runs["chat"]),
+         str(runs["classifier"]), str(runs["encoder"]), "--port", str(port), "--api-key", KEY],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the server did not start:\n{process.stdout.read()[-3000:]}")
+            time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}/v1"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server, api_key=KEY, max_retries=0)
+
+
+def _greedy_alone(run, messages, max_tokens=12) -> str:
+    """The reply the run gives in a process of its own (ftune's generator, no server)."""
+    from ftune.data.conversation import Message
+    from ftune.eval.generator import load_generator
+
+    generator = load_generator(str(run))
+    reply = generator.reply([Message(m["role"], m["content"]) for m in messages], max_new_tokens=max_tokens,
+                            temperature=0.0, top_p=1.0)
+    return reply["reply"]
+
+
+def test_models_list_every_run_with_its_base(client, runs):
+    listed = {m.id: m for m in client.models.list().data}
+    assert {runs["alpaca"].name, runs["chat"].name, runs["classifier"].name} <= set(listed)
+    assert listed[runs["alpaca"].name].parent == listed[runs["chat"].name].parent  # one base, two adapters
+
+
+def test_each_adapter_replies_as_its_run_does_alone_plain_and_streamed(client, runs):
+    messages = [{"role": "user", "content": "Give three tips for staying healthy."}]
+    replies = {}
+    for key in ("alpaca", "chat"):
+        name = runs[key].name
+        plain = client.chat.completions.create(model=name, messages=messages, max_tokens=12, temperature=0)
+        assert plain.choices[0].message.content.strip() == _greedy_alone(runs[key], messages)
+        assert plain.usage.prompt_tokens > 0 and plain.choices[0].finish_reason in ("stop", "length")
+        chunks = list(client.chat.completions.create(model=name, messages=messages, max_tokens=12, temperature=0,
+                                                     stream=True, stream_options={"include_usage": True}))
+        assert chunks[0].choices[0].delta.role == "assistant"
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == plain.choices[0].message.content
+        assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+        replies[key] = streamed
+    assert replies["alpaca"] != replies["chat"]  # the two adapters differ, so a mix-up would show
+
+
+def test_sixteen_concurrent_requests_across_adapters_each_get_their_own_reply(client, runs):
+    prompts = ["Give three tips for staying healthy.", "Describe a warm and funny film.",
+               "What is the capital of France?", "Write a short poem."]
+    jobs = [(key, prompt) for prompt in prompts for key in ("alpaca", "chat")] * 2
+
+    def ask(job):
+        key, prompt = job
+        reply = client.chat.completions.create(model=runs[key].name, messages=[{"role": "user", "content": prompt}],
+                                               max_tokens=8, temperature=0)
+        return reply.choices[0].message.content
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(ask, jobs))
+    alone = [ask(job) for job in jobs]
+    assert together == alone
+
+
+def test_classify_and_embeddings(client, runs):
+    from ftune.api import predict
+
+    response = client.post("/classify", body={"model": runs["classifier"].name,
+                                              "input": ["a warm, funny film", "dull and slow"]}, cast_to=object)
+    expected = [ranked[0][0] for _, ranked in predict(runs["classifier"], ["a warm, funny film", "dull and slow"])]
+    assert [row["label"] for row in response["data"]] == expected
+    assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-5 for row in response["data"])
+    vectors = client.embeddings.create(model=runs["encoder"].name, input=["a warm film", "a cold film"]).data
+    assert len(vectors) == 2 and abs(sum(x * x for x in vectors[0].embedding) - 1) < 1e-4
+
+
+def test_errors_are_shaped_like_openai_s(client, server, runs):
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    assert runs["alpaca"].name in unknown.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=runs["alpaca"].name, messages=[{"role": "user", "content": "hi"}],
+                                       temperature=7)
+    assert bad.value.body["param"] == "temperature"
+    with pytest.raises(openai.BadRequestError) as long_prompt:
+        client.chat.completions.create(model=runs["alpaca"].name,
+                                       messages=[{"role": "user", "content": "film " * 400}])
+    assert long_prompt.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as wrong_kind:
+        client.chat.completions.create(model=runs["classifier"].name, messages=[{"role": "user", "content": "hi"}])
+    assert "classifier" in wrong_kind.value.body["message"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server, api_key="wrong", max_retries=0).models.list()
+
+
+def test_a_public_host_needs_an_api_key(tmp_path, runs):
+    result = run_ftune("serve", str(runs["classifier"]), "--host", "0.0.0.0", cwd=tmp_path)
+    assert result.returncode != 0 and "needs an API key" in result.stderr
