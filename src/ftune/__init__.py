@@ -19,7 +19,8 @@ _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
 
 # The library API (`ftune.api`), loaded on first use so that `import ftune` and the CLI's
 # config checks stay fast.
-_API = ("train", "evaluate", "predict", "compare", "export", "resolve_config", "TrainedRun")
+_API = ("train", "evaluate", "predict", "compare", "export", "serve", "serving_app", "resolve_config",
+        "TrainedRun")
 __all__ = ["__version__", *_API]
 
 
