@@ -50,7 +50,8 @@ def server(runs):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     process = subprocess.Popen(
         [sys.executable, "-m", "ftune.cli.main", "serve", str(runs["alpaca"]), str(runs["chat"]),
-         str(runs["classifier"]), str(runs["encoder"]), "--port", str(port), "--api-key", KEY],
+         str(runs["classifier"]), str(runs["encoder"]), "--port", str(port), "--api-key", KEY,
+         "--allow-adapter-updates"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     import urllib.request
 
@@ -109,7 +110,7 @@ def test_each_adapter_replies_as_its_run_does_alone_plain_and_streamed(client, r
     assert replies["alpaca"] != replies["chat"]  # the two adapters differ, so a mix-up would show
 
 
-def test_sixteen_concurrent_requests_across_adapters_each_get_their_own_reply(client, runs):
+def test_sixteen_concurrent_requests_across_adapters_each_get_their_own_reply(client, server, runs):
     prompts = ["Give three tips for staying healthy.", "Describe a warm and funny film.",
                "What is the capital of France?", "Write a short poem."]
     jobs = [(key, prompt) for prompt in prompts for key in ("alpaca", "chat")] * 2
@@ -122,6 +123,11 @@ def test_sixteen_concurrent_requests_across_adapters_each_get_their_own_reply(cl
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         together = list(pool.map(ask, jobs))
+    import json
+    import urllib.request
+
+    health = json.loads(urllib.request.urlopen(server.removesuffix("/v1") + "/health").read())
+    assert health["largest_batch"][runs["alpaca"].name] > 1  # requests were really decoded together
     alone = [ask(job) for job in jobs]
     assert together == alone
 
@@ -160,3 +166,50 @@ def test_errors_are_shaped_like_openai_s(client, server, runs):
 def test_a_public_host_needs_an_api_key(tmp_path, runs):
     result = run_ftune("serve", str(runs["classifier"]), "--host", "0.0.0.0", cwd=tmp_path)
     assert result.returncode != 0 and "needs an API key" in result.stderr
+
+
+def test_print_vllm_names_the_base_and_every_adapter(tmp_path, runs):
+    result = run_ftune("serve", str(runs["alpaca"]), str(runs["chat"]), "--print-vllm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    command = result.stdout.strip().splitlines()[-1]
+    assert command.startswith("vllm serve ") and "--enable-lora" in command
+    assert f"{runs['alpaca'].name}=" in command and f"{runs['chat'].name}=" in command
+    refused = run_ftune("serve", str(runs["classifier"]), "--print-vllm", cwd=tmp_path)
+    assert refused.returncode != 0 and "vLLM serves LoRA" in refused.stderr
+
+
+def test_chat_page_streams_a_reply_in_headless_chromium(server, runs, tmp_path):
+    """scripts/chat_page_check.py types into the page in headless Chromium, presses send and
+    waits for the streamed reply."""
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    pytest.importorskip("websockets")
+    shot = tmp_path / "chat.png"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "chat_page_check.py"), server.removesuffix("/v1"),
+                             runs["alpaca"].name, "Give three tips for staying healthy.", str(shot), "--key", KEY],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
+    assert result.stdout.strip()  # the streamed reply reached the page
+    assert shot.stat().st_size > 10_000
+
+
+def test_adapters_unload_and_load_at_run_time(client, runs):
+    name = runs["chat"].name
+    messages = [{"role": "user", "content": "Describe a warm and funny film."}]
+    before = client.chat.completions.create(model=name, messages=messages, max_tokens=8, temperature=0)
+    assert client.delete(f"/models/{name}", cast_to=object)["deleted"] is True
+    assert name not in {m.id for m in client.models.list().data}
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model=name, messages=messages, max_tokens=8)
+    # the other adapter on the same base still answers as its run does
+    other = client.chat.completions.create(model=runs["alpaca"].name, messages=messages, max_tokens=8, temperature=0)
+    assert other.choices[0].message.content.strip() == _greedy_alone(runs["alpaca"], messages, 8)
+    loaded = client.post("/models", body={"source": str(runs["chat"])}, cast_to=object)
+    parents = {m.id: m.parent for m in client.models.list().data}
+    assert loaded["id"] == name and loaded["parent"] == parents[runs["alpaca"].name]  # back on the shared base
+    after = client.chat.completions.create(model=name, messages=messages, max_tokens=8, temperature=0)
+    assert after.choices[0].message.content == before.choices[0].message.content
+    with pytest.raises(openai.BadRequestError):
+        client.post("/models", body={"source": "/nonexistent/run"}, cast_to=object)

@@ -232,3 +232,26 @@ def test_readme_snippets_for_gguf_and_gguf_lora_reply_as_ftune_s_llama_cpp_check
     assert run_snippet(readme_snippet("gguf", EXPORT_DIR=str(gguf))) == expected.strip()
     got_lora = run_snippet(readme_snippet("gguf-lora", EXPORT_DIR=str(lora), BASE_GGUF=str(lora / "base.gguf")))
     assert got_lora == expected.strip()
+
+
+def test_merged_generative_export_carries_template_and_end_of_turn(lora_sft_run, tmp_path):
+    """--to merged of an SFT run: plain transformers generates with the run's chat template and
+    stops at the end of a turn; the re-check agrees with the run."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftune.export.run_export import export_run
+    from ftune.export.target import ExportOptions
+
+    result = export_run(lora_sft_run, "merged", tmp_path / "merged", ExportOptions(), examples=6,
+                        echo=lambda *_: None)
+    check = result.report["check"]
+    assert check["artifact"]["identical_replies"] == check["artifact"]["replies"]
+    assert abs(check["artifact"]["perplexity"] / check["reference"]["perplexity"] - 1) < 1e-3
+    tokenizer = AutoTokenizer.from_pretrained(result.directory)
+    model = AutoModelForCausalLM.from_pretrained(result.directory)
+    assert tokenizer.chat_template == CHATML
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in model.generation_config.eos_token_id
+    ids = _ids(lora_sft_run)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].numpy()
+    assert _relative_error(logits, _merged_logits(lora_sft_run, ids)) < 1e-5

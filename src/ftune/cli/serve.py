@@ -25,6 +25,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set FTUNE_API_KEY)")
     parser.add_argument("--max-tokens", type=int, default=2048, help="largest max_tokens a request may ask for")
+    parser.add_argument("--allow-adapter-updates", action="store_true",
+                        help="let clients load (POST /v1/models {\"source\": RUN}) and unload (DELETE /v1/models/NAME) runs")
+    parser.add_argument("--print-vllm", action="store_true",
+                        help="print the vLLM command that serves the same LoRA runs on a GPU, and exit")
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="generation requests decoded together per base model (1: one at a time)")
 
 
 def run(args) -> int:
@@ -32,11 +38,20 @@ def run(args) -> int:
 
     from ftune.errors import FtuneError
 
+    if args.print_vllm:
+        from ftune.serving.vllm import vllm_command
+
+        command, warnings = vllm_command(args.sources)
+        for warning in warnings:
+            print(f"ftune serve: warning: {warning}")
+        print(command)
+        return 0
     api_key = args.api_key or os.environ.get("FTUNE_API_KEY")
     if args.host not in LOOPBACK and not api_key:
         raise FtuneError(f"--host {args.host}: serving beyond this machine needs an API key "
                          "(--api-key KEY or FTUNE_API_KEY)")
     from ftune.api import serve
 
-    serve(args.sources, host=args.host, port=args.port, api_key=api_key, max_tokens=args.max_tokens)
+    serve(args.sources, host=args.host, port=args.port, api_key=api_key, max_tokens=args.max_tokens,
+          max_batch=args.max_batch, allow_updates=args.allow_adapter_updates)
     return 0

@@ -9,13 +9,14 @@ from typing import Any
 
 from fastapi import Request  # at module level: FastAPI resolves the routes' annotations here
 
+from ftune.errors import FtuneError
 from ftune.serving.errors import ApiError, unknown_model, wrong_kind
 
 _END = object()
 
 
 def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048, max_body_bytes: int = 2_000_000,
-              max_waiting: int = 64):
+              max_waiting: int = 64, allow_updates: bool = False):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
@@ -78,15 +79,51 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
             raise wrong_kind(name, model.kind, endpoint)
         return model
 
+    @app.get("/", include_in_schema=False)
+    async def chat_page():
+        from importlib.resources import files
+
+        from fastapi.responses import HTMLResponse
+
+        return HTMLResponse(files("ftune.serving").joinpath("chat_page.html").read_text())
+
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": served.names()}
+        return {"status": "ok", "models": served.names(),
+                "largest_batch": {m.name: m.backend.largest_batch() for m in served.models.values()
+                                  if m.kind == "chat"}}
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [
-            {"id": m.name, "object": "model", "created": started, "owned_by": "ftune", "parent": m.parent,
-             "kind": m.kind} for m in served.models.values()]}
+        return {"object": "list", "data": [model_entry(m) for m in list(served.models.values())]}
+
+    def model_entry(m) -> dict[str, Any]:
+        return {"id": m.name, "object": "model", "created": started, "owned_by": "ftune", "parent": m.parent,
+                "kind": m.kind}
+
+    def updates_allowed() -> None:
+        if not allow_updates:
+            raise ApiError(403, "loading and unloading models needs a server started with --allow-adapter-updates",
+                           type="permission_error", code="updates_not_allowed")
+
+    @app.post("/v1/models")
+    async def load_model(request: Request):
+        updates_allowed()
+        body = await body_of(request)
+        source = field(body, "source", str, required=True)
+        try:
+            added = await run_in_threadpool(served.add, source, field(body, "name", str), lambda *_: None)
+        except (OSError, ValueError, FtuneError) as error:
+            raise ApiError(400, f"source {source!r}: {error}", param="source") from None
+        return model_entry(added)
+
+    @app.delete("/v1/models/{name}")
+    async def unload_model(name: str):
+        updates_allowed()
+        if name not in served.models:
+            raise unknown_model(name, served.names())
+        await run_in_threadpool(served.remove, name)
+        return {"id": name, "object": "model", "deleted": True}
 
     async def generate(request: Request, chat: bool):
         body = await body_of(request)

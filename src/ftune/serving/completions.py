@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ftune.serving.errors import ApiError
-from ftune.serving.sampling import Sampling, generate_tokens
+from ftune.serving.sampling import Sampling
 
 
 @dataclass
@@ -52,9 +52,9 @@ def text_prompt_ids(served, prompt: str) -> list[int]:
 
 
 def stream_reply(served, prompt_ids: list[int], sampling: Sampling) -> Iterator[tuple[str, Reply | None]]:
-    """Yield (new text, None) as the reply grows, then ("", Reply) once it ends. Holds the
-    backend's lock from the first token to the last (a closed stream releases it)."""
-    from ftune.data.encode import stop_token_ids
+    """Yield (new text, None) as the reply grows, then ("", Reply) once it ends. The tokens come
+    from the base's batcher; closing the stream cancels the request's row."""
+    from ftune.serving.batcher import Job
 
     backend = served.backend
     tokenizer = backend.tokenizer
@@ -62,11 +62,17 @@ def stream_reply(served, prompt_ids: list[int], sampling: Sampling) -> Iterator[
         raise ApiError(400, f"This model's context is {backend.context} tokens; the prompt has {len(prompt_ids)}",
                        param="messages", code="context_length_exceeded")
     sampling.max_tokens = min(sampling.max_tokens, backend.context - len(prompt_ids))
-    stops = stop_token_ids(tokenizer)
+    stops = set(backend.stop_ids)
+    job = backend.batcher.submit(Job(served.name, list(prompt_ids), sampling))
     generated: list[int] = []
     sent, finish, ended_turn = "", "length", False
-    with backend.lock, backend.activate(served.name):
-        for token in generate_tokens(backend.model, prompt_ids, sampling, stops):
+    try:
+        while True:
+            token = job.tokens.get()
+            if isinstance(token, BaseException):
+                raise token
+            if token is None:
+                break
             if token in stops:
                 finish, ended_turn = "stop", True
                 break
@@ -82,6 +88,8 @@ def stream_reply(served, prompt_ids: list[int], sampling: Sampling) -> Iterator[
                 sent = text
             if cut is not None:
                 break
+    finally:
+        job.cancelled.set()  # a closed stream or a stop string frees the row
     yield "", Reply(sent, finish, len(prompt_ids), len(generated) + ended_turn)
 
 

@@ -1,10 +1,8 @@
-"""Token-by-token generation with a KV cache: greedy or sampled (temperature, top-p, seed),
-stopping on end-of-turn ids; what a streamed reply is made of."""
+"""How a request picks each next token: greedy, or sampled with temperature, top-p and a seed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 
 @dataclass
@@ -28,22 +26,3 @@ def next_token(logits, sampling: Sampling, generator) -> int:
         ordered = ordered * keep
         probabilities = torch.zeros_like(probabilities).scatter(0, order, ordered)
     return int(torch.multinomial(probabilities / probabilities.sum(), 1, generator=generator))
-
-
-def generate_tokens(model, prompt_ids: Sequence[int], sampling: Sampling, stop_ids: Sequence[int]) -> Iterator[int]:
-    """Yield each new token id; the last one is a stop id when the model ended its turn."""
-    import torch
-
-    generator = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
-    device = next(model.parameters()).device
-    ids = torch.tensor([list(prompt_ids)], device=device)
-    past = None
-    with torch.inference_mode():
-        for _ in range(sampling.max_tokens):
-            out = model(input_ids=ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            token = next_token(out.logits[0, -1].float().cpu(), sampling, generator)
-            yield token
-            if token in stop_ids:
-                return
-            ids = torch.tensor([[token]], device=device)

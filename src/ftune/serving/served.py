@@ -22,6 +22,39 @@ class ChatBackend:
     context: int
     adapters: set[str] = field(default_factory=set)  # served names of the PEFT adapters on this base
     lock: threading.Lock = field(default_factory=threading.Lock)
+    methods: dict[str, Any] = field(default_factory=dict)  # adapter name -> its technique (ftune Method)
+    max_batch: int = 8
+    _batcher: Any = None
+
+    @property
+    def stop_ids(self) -> list[int]:
+        from ftune.data.encode import stop_token_ids
+
+        return stop_token_ids(self.tokenizer)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+
+    @property
+    def batcher(self):
+        """Created on first use (its thread decodes every generation request of this base)."""
+        if self._batcher is None:
+            from ftune.serving.batcher import Batcher
+
+            self._batcher = Batcher(self, max_batch=self.max_batch)
+        return self._batcher
+
+    def largest_batch(self) -> int:
+        """The most rows decoded together so far (0 before the first request)."""
+        return max(self._batcher.batch_sizes, default=0) if self._batcher is not None else 0
+
+    def mixable(self, name: str) -> bool:
+        """Whether a request for ``name`` may share a batch with other adapters' rows: every
+        adapter on this base can mix (PEFT ``adapter_names``), and so can the bare base."""
+        if not self.adapters:
+            return True  # one model, nothing to mix
+        return all(self.methods[a].serves_mixed_batches() for a in self.adapters)
 
     def activate(self, name: str):
         """A context in which the model runs as ``name``: its adapter, or the bare base. Hold
@@ -47,9 +80,10 @@ class ServedModel:
 
 
 class ServedModels:
-    def __init__(self):
+    def __init__(self, max_batch: int = 8):
         self.models: dict[str, ServedModel] = {}
         self._bases: dict[tuple, ChatBackend] = {}
+        self.max_batch = max_batch  # rows decoded together per base; 1 turns batching off
 
     def names(self) -> list[str]:
         return list(self.models)
@@ -68,6 +102,18 @@ class ServedModels:
         echo(f"ftune serve: {served.name} ({served.kind}, base {served.parent})")
         return served
 
+    def remove(self, name: str) -> None:
+        """Stop serving ``name``; an adapter is deleted from its base (the base stays loaded)."""
+        served = self.models.pop(name)
+        backend = served.backend
+        if served.kind == "chat" and name in getattr(backend, "adapters", ()):
+            with backend.lock:
+                backend.adapters.discard(name)
+                backend.methods.pop(name, None)
+                if backend.adapters:
+                    backend.model.set_adapter(sorted(backend.adapters)[0])
+                backend.model.delete_adapter(name)
+
     def _add_run(self, path: Path, info: dict[str, Any], name: str) -> ServedModel:
         from ftune.methods import build_method
         from ftune.methods.peft_method import PeftMethod
@@ -81,18 +127,23 @@ class ServedModels:
             backend = self._shared_base(info["base_model"], method)
             from peft import PeftModel
 
-            if isinstance(backend.model, PeftModel):
-                backend.model.load_adapter(str(path / MODEL_DIR), adapter_name=name)
-            else:
-                backend.model = PeftModel.from_pretrained(backend.model, str(path / MODEL_DIR), adapter_name=name)
-            backend.model.eval()
+            if name in self.models:
+                raise FtuneError(f"a served model is already named {name!r}")
+            with backend.lock:  # not while the batcher decodes with this model
+                if isinstance(backend.model, PeftModel):
+                    backend.model.load_adapter(str(path / MODEL_DIR), adapter_name=name)
+                else:
+                    backend.model = PeftModel.from_pretrained(backend.model, str(path / MODEL_DIR), adapter_name=name)
+                backend.model.eval()
             template = _template(info.get("template", "auto"), backend.tokenizer)
             backend.adapters.add(name)
+            backend.methods[name] = method
             return ServedModel(name, "chat", info["base_model"], backend, template, str(path))
         from ftune.eval.generator import load_generator
 
         generator = load_generator(str(path))
-        backend = ChatBackend(generator.model, generator.tokenizer, _context(generator.model))
+        backend = ChatBackend(generator.model, generator.tokenizer, _context(generator.model),
+                              max_batch=self.max_batch)
         return ServedModel(name, "chat", info["base_model"], backend, generator.template, str(path))
 
     def _shared_base(self, base: str, method) -> ChatBackend:
@@ -103,7 +154,8 @@ class ServedModels:
         if key not in self._bases:
             task = load_causal_lm(base, **options)
             task.model.eval()
-            self._bases[key] = ChatBackend(task.model, task.tokenizer, _context(task.model))
+            self._bases[key] = ChatBackend(task.model, task.tokenizer, _context(task.model),
+                                           max_batch=self.max_batch)
         return self._bases[key]
 
     def _add_model(self, source: str, name: str) -> ServedModel:
@@ -121,7 +173,7 @@ class ServedModels:
 
         task = load_causal_lm(source)
         task.model.eval()
-        backend = ChatBackend(task.model, task.tokenizer, _context(task.model))
+        backend = ChatBackend(task.model, task.tokenizer, _context(task.model), max_batch=self.max_batch)
         return ServedModel(name, "chat", source, backend, _template("auto", task.tokenizer), source)
 
 
