@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from itertools import count
+from urllib.parse import quote
 
 
 def free_port() -> int:
@@ -28,10 +29,8 @@ def free_port() -> int:
 
 
 class Page:
-    def __init__(self, websocket_url: str):
-        from websockets.sync.client import connect
-
-        self.socket = connect(websocket_url, max_size=None)
+    def __init__(self, socket):
+        self.socket = socket
         self.ids = count(1)
 
     def call(self, method: str, **params):
@@ -70,25 +69,25 @@ def check(server: str, model: str, text: str, screenshot: str, key: str = "", ti
                     if time.monotonic() > deadline:
                         raise SystemExit("chat_page_check: Chromium did not open its DevTools port") from None
                     time.sleep(0.2)
-            page = Page(target["webSocketDebuggerUrl"])
-            page.call("Page.enable")
-            from urllib.parse import quote
+            from websockets.sync.client import connect
 
-            page.call("Page.navigate", url=server.rstrip("/") + "/" + (f"?key={quote(key)}" if key else ""))
-            until(lambda: page.evaluate("document.readyState") == "complete", 30)
-            until(lambda: page.evaluate(f"[...document.getElementById('model').options].some(o => o.value === "
-                                        f"{json.dumps(model)})"), 30)
-            page.evaluate(f"document.getElementById('model').value = {json.dumps(model)};"
-                          f"document.getElementById('message').value = {json.dumps(text)};"
-                          "document.getElementById('send').click()")
-            reply = until(lambda: page.evaluate("(document.querySelector('.turn.assistant') || {}).textContent"),
-                          timeout)
-            time.sleep(1.0)  # let a few more chunks arrive for the picture
-            reply = page.evaluate("document.querySelector('.turn.assistant').textContent")
-            png = page.call("Page.captureScreenshot", format="png")["data"]
-            with open(screenshot, "wb") as out:
-                out.write(base64.b64decode(png))
-            return reply
+            with connect(target["webSocketDebuggerUrl"], max_size=None) as socket:
+                page = Page(socket)
+                page.call("Page.enable")
+                page.call("Page.navigate", url=server.rstrip("/") + "/" + (f"?key={quote(key)}" if key else ""))
+                until(lambda: page.evaluate("document.readyState") == "complete", 30)
+                until(lambda: page.evaluate(f"[...document.getElementById('model').options].some(o => o.value === "
+                                            f"{json.dumps(model)})"), 30)
+                page.evaluate(f"document.getElementById('model').value = {json.dumps(model)};"
+                              f"document.getElementById('message').value = {json.dumps(text)};"
+                              "document.getElementById('send').click()")
+                until(lambda: page.evaluate("(document.querySelector('.turn.assistant') || {}).textContent"), timeout)
+                time.sleep(1.0)  # let a few more chunks arrive for the picture
+                reply = page.evaluate("document.querySelector('.turn.assistant').textContent")
+                png = page.call("Page.captureScreenshot", format="png")["data"]
+                with open(screenshot, "wb") as out:
+                    out.write(base64.b64decode(png))
+                return reply
         finally:
             browser.terminate()
             browser.wait(timeout=30)
