@@ -144,6 +144,27 @@ def test_classify_and_embeddings(client, runs):
     assert len(vectors) == 2 and abs(sum(x * x for x in vectors[0].embedding) - 1) < 1e-4
 
 
+def test_concurrent_classify_requests_are_scored_together(client, server, runs):
+    import json
+    import urllib.request
+
+    texts = [["a warm, funny film"], ["dull and slow", "a gorgeous movie"], ["boring"], ["great fun", "too long"]] * 3
+
+    def classify(batch):
+        return client.post("/classify", body={"model": runs["classifier"].name, "input": batch}, cast_to=object)["data"]
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(classify, texts))
+    health = json.loads(urllib.request.urlopen(server.removesuffix("/v1") + "/health").read())
+    assert health["largest_batch"][runs["classifier"].name] > 1
+    alone = [classify(batch) for batch in texts]
+    for got, expected in zip(together, alone):
+        assert [row["label"] for row in got] == [row["label"] for row in expected]
+        assert [row["index"] for row in got] == list(range(len(expected)))
+        for a, b in zip(got, expected):
+            assert all(abs(a["probabilities"][k] - b["probabilities"][k]) < 1e-5 for k in a["probabilities"])
+
+
 def test_errors_are_shaped_like_openai_s(client, server, runs):
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])

@@ -90,8 +90,7 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
     @app.get("/health")
     async def health():
         return {"status": "ok", "models": served.names(),
-                "largest_batch": {m.name: m.backend.largest_batch() for m in served.models.values()
-                                  if m.kind == "chat"}}
+                "largest_batch": {m.name: m.largest_batch() for m in list(served.models.values())}}
 
     @app.get("/v1/models")
     async def models():
@@ -160,31 +159,20 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
         body = await body_of(request)
         model = model_of(body, "classifier", "/v1/classify")
         texts = texts_of(body)
-        rows = await run_in_threadpool(_classify, model.backend, texts)
-        return {"object": "list", "model": model.name, "data": rows}
+        rows = await run_in_threadpool(model.scorer, texts)
+        return {"object": "list", "model": model.name, "data": [{"index": i, **row} for i, row in enumerate(rows)]}
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         body = await body_of(request)
         model = model_of(body, "embeddings", "/v1/embeddings")
-        vectors, tokens = await run_in_threadpool(model.backend.embed, texts_of(body))
+        rows = await run_in_threadpool(model.scorer, texts_of(body))
+        tokens = int(sum(count for _, count in rows))
         return {"object": "list", "model": model.name,
-                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, (v, _) in enumerate(rows)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     return app
-
-
-def _classify(classifier, texts: list[str]) -> list[dict[str, Any]]:
-    from ftune.eval.classifier import predict_probabilities
-
-    rows = predict_probabilities(classifier.model, classifier.tokenizer, texts, classifier.max_length)
-    out = []
-    for index, row in enumerate(rows):
-        probabilities = {label: float(p) for label, p in zip(classifier.label_names, row)}
-        out.append({"index": index, "label": max(probabilities, key=probabilities.get),
-                    "probabilities": probabilities})
-    return out
 
 
 async def _in_threads(events, run_in_threadpool):

@@ -24,8 +24,8 @@ class EmbeddingBackend:
 
         return cls(AutoModel.from_pretrained(directory).eval(), load_tokenizer(directory))
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """(one vector per text, tokens read)."""
+    def embed(self, texts: list[str]) -> list[tuple[list[float], int]]:
+        """(vector, tokens read) for each text."""
         import torch
 
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
@@ -34,4 +34,4 @@ class EmbeddingBackend:
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         vectors = torch.nn.functional.normalize(pooled, dim=-1)
-        return vectors.tolist(), int(batch["attention_mask"].sum())
+        return list(zip(vectors.tolist(), batch["attention_mask"].sum(1).tolist()))

@@ -77,6 +77,19 @@ class ServedModel:
     backend: Any
     template: Any = None  # chat: ftune.data.templates.Template
     source: str = ""
+    scorer: Any = None  # classifier and embeddings: a Coalescer that batches concurrent requests
+
+    def __post_init__(self):
+        from ftune.serving.coalesce import Coalescer
+
+        if self.kind == "classifier":
+            self.scorer = Coalescer(lambda texts: classify_rows(self.backend, texts))
+        elif self.kind == "embeddings":
+            self.scorer = Coalescer(self.backend.embed)
+
+    def largest_batch(self) -> int:
+        """The most requests run together so far."""
+        return self.scorer.largest_batch() if self.scorer is not None else self.backend.largest_batch()
 
 
 class ServedModels:
@@ -197,3 +210,15 @@ def _plain_classifier(directory: Path):
     model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return LoadedClassifier(model, load_tokenizer(directory), labels, 512, {})
+
+
+def classify_rows(classifier, texts: list[str]) -> list[dict[str, Any]]:
+    """Label and probabilities of each text."""
+    from ftune.eval.classifier import predict_probabilities
+
+    rows = predict_probabilities(classifier.model, classifier.tokenizer, texts, classifier.max_length)
+    out = []
+    for row in rows:
+        probabilities = {label: float(p) for label, p in zip(classifier.label_names, row)}
+        out.append({"label": max(probabilities, key=probabilities.get), "probabilities": probabilities})
+    return out
