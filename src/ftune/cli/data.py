@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     stats.add_argument("--json", action="store_true")
     convert = sub.add_parser("convert", help="convert between data formats (default: to OpenAI chat JSONL)")
     convert.add_argument("source")
-    convert.add_argument("target", help="output .jsonl (or .jsonl.gz)")
+    convert.add_argument("target", help="output .jsonl (or .jsonl.gz); must not exist unless --force")
+    convert.add_argument("--force", action="store_true", help="replace an existing output file")
     convert.add_argument("--to", default="chat", help="target format (chat, alpaca, prompt_completion, preference, ...)")
     convert.add_argument("--from", dest="source_format", default="auto", help="source format (default: detect)")
 
@@ -61,7 +62,9 @@ def _inspect(args) -> int:
 
     config, examples, tokenizer, template, max_length = _load(args)
     color = not args.no_color and sys.stdout.isatty()
-    print(f"{config.data.train}: {examples.format} data, {len(examples.examples):,} rows; template "
+    skipped = (f" ({len(examples.bad_rows)} bad rows skipped, first at line {examples.bad_rows[0].line})"
+               if examples.bad_rows else "")
+    print(f"{config.data.train}: {examples.format} data, {len(examples.examples):,} rows{skipped}; template "
           f"{template.name}; model {config.model.name}; trained text {'coloured' if color else 'in [[ ]]'}\n")
     for line, example in list(zip(examples.lines, examples.examples))[: args.samples]:
         print(f"--- line {line} " + "-" * 40)
@@ -98,9 +101,28 @@ def _stats(args) -> int:
 def _convert(args) -> int:
     from ftune.data.generative import convert_examples, load_generative_file, write_jsonl
 
+    check_convert_target(args.source, args.target, args.force)
     examples = load_generative_file(args.source, format=args.source_format)
     records = convert_examples(examples, args.to)
     write_jsonl(records, args.target)
     print(f"wrote {len(records):,} {args.to} rows to {args.target} (from {examples.format}"
           f"{f'; {len(examples.bad_rows)} bad rows skipped' if examples.bad_rows else ''})")
     return 0
+
+
+def check_convert_target(source: str, target: str, force: bool) -> None:
+    """Refuse, before reading anything, an output that would lose data or not be read back."""
+    from pathlib import Path
+
+    from ftune.errors import FtuneError
+
+    out = Path(target)
+    if out.is_dir():
+        raise FtuneError(f"{target}: is a directory; name the output file, e.g. {out / 'converted.jsonl'}")
+    if not (out.name.endswith(".jsonl") or out.name.endswith(".jsonl.gz")):
+        raise FtuneError(f"{target}: data convert writes JSON Lines; name the output .jsonl or .jsonl.gz")
+    if out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
+        raise FtuneError(f"{target}: is the input file; converting in place would lose its bad rows for good; "
+                         "write to a new file")
+    if out.exists() and not force:
+        raise FtuneError(f"{target}: already exists; pass --force to replace it")

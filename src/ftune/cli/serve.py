@@ -26,7 +26,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set FTUNE_API_KEY)")
     parser.add_argument("--max-tokens", type=int, default=2048, help="largest max_tokens a request may ask for")
     parser.add_argument("--allow-adapter-updates", action="store_true",
-                        help="let clients load (POST /v1/models {\"source\": RUN}) and unload (DELETE /v1/models/NAME) runs")
+                        help="let clients load (POST /v1/models {\"source\": RUN}) and unload "
+                             "(DELETE /v1/models/NAME) runs")
     parser.add_argument("--print-vllm", action="store_true",
                         help="print the vLLM command that serves the same LoRA runs on a GPU, and exit")
     parser.add_argument("--max-batch", type=int, default=8,

@@ -33,7 +33,7 @@ def load_run_classifier(run_dir: str | Path) -> LoadedClassifier:
     info = json.loads(info_path.read_text())
     method = build_method(info["method"], info.get("method_options"))
     labels = info["labels"]
-    model = method.load(model_dir, lambda **options: load_classifier(info["base_model"], labels, **options).model)
+    model = method.load_saved(model_dir, lambda **options: load_classifier(info["base_model"], labels, **options).model)
     model.eval()
     return LoadedClassifier(model, load_tokenizer(model_dir), labels, info["max_length"], info)
 

@@ -61,7 +61,7 @@ def load_generator(run_or_model: str, template: str | None = None, trust_remote_
                              "use `ftune predict` for classifiers")
         model_dir = info_path.parent
         method = build_method(info["method"], info.get("method_options"))
-        model = method.load(model_dir, lambda **options: load_causal_lm(info["base_model"], **options).model, task="causal_lm")
+        model = method.load_saved(model_dir, lambda **options: load_causal_lm(info["base_model"], **options).model, task="causal_lm")
         tokenizer = load_tokenizer(model_dir)
         chosen = template or info.get("template", "auto")
     else:

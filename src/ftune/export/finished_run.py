@@ -87,7 +87,7 @@ class FinishedRun:
 
     def load_model(self):
         """The trained model as the run saved it (adapter on its base, or the whole model), in eval mode."""
-        model = self.method.load(self.model_dir, self.load_base, task=self.task)
+        model = self.method.load_saved(self.model_dir, self.load_base, task=self.task)
         model.eval()
         return model
 

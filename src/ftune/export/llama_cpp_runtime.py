@@ -21,7 +21,8 @@ def require_llama_cpp():
 
 
 class LlamaCppLanguageModel:
-    def __init__(self, model_path: Path, *, lora_path: Path | None = None, n_ctx: int = 2048, threads: int | None = None):
+    def __init__(self, model_path: Path, *, lora_path: Path | None = None, n_ctx: int = 2048,
+                 threads: int | None = None):
         llama_cpp = require_llama_cpp()
         import os
 

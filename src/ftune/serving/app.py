@@ -18,7 +18,8 @@ _END = object()
 def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048, max_body_bytes: int = 2_000_000,
               max_waiting: int = 64, allow_updates: bool = False):
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse
+    from sse_starlette.sse import EventSourceResponse
     from starlette.concurrency import run_in_threadpool
 
     from ftune.serving import completions
@@ -48,18 +49,21 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
                                    type="invalid_request_error", code="invalid_api_key")
             if int(request.headers.get("content-length") or 0) > max_body_bytes:
                 raise ApiError(413, f"request body over {max_body_bytes:,} bytes", code="body_too_large")
-            with counting:
-                if in_flight["count"] >= max_waiting:
-                    raise ApiError(429, f"the server is busy ({max_waiting} requests in flight); retry shortly",
-                                   type="rate_limit_error", code="queue_full")
-                in_flight["count"] += 1
         except ApiError as error:
             return JSONResponse(error.body(), status_code=error.status)
-        try:
-            return await call_next(request)
-        finally:
-            with counting:
-                in_flight["count"] -= 1
+        return await call_next(request)
+
+    def admit() -> None:
+        """Count a request in until ``release()``: a streamed one until its last event."""
+        with counting:
+            if in_flight["count"] >= max_waiting:
+                raise ApiError(429, f"the server is busy ({max_waiting} requests in flight); retry shortly",
+                               type="rate_limit_error", code="queue_full")
+            in_flight["count"] += 1
+
+    def release() -> None:
+        with counting:
+            in_flight["count"] -= 1
 
     async def body_of(request: Request) -> dict[str, Any]:
         try:
@@ -89,7 +93,7 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": served.names(),
+        return {"status": "ok", "models": served.names(), "in_flight": in_flight["count"],
                 "largest_batch": {m.name: m.largest_batch() for m in list(served.models.values())}}
 
     @app.get("/v1/models")
@@ -142,8 +146,13 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
                                param="stream")
             usage = bool((field(body, "stream_options", dict, {}) or {}).get("include_usage"))
             events = completions.chat_chunks(model.name, completions.stream_reply(model, prompt_ids, sampling), usage)
-            return StreamingResponse(_in_threads(events, run_in_threadpool), media_type="text/event-stream")
-        reply = await run_in_threadpool(completions.whole_reply, model, prompt_ids, sampling)
+            admit()
+            return EventSourceResponse(_in_threads(events, run_in_threadpool, release), sep="\n", ping=15)
+        admit()
+        try:
+            reply = await run_in_threadpool(completions.whole_reply, model, prompt_ids, sampling)
+        finally:
+            release()
         return (completions.chat_response if chat else completions.text_response)(model.name, reply)
 
     @app.post("/v1/chat/completions")
@@ -159,14 +168,23 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
         body = await body_of(request)
         model = model_of(body, "classifier", "/v1/classify")
         texts = texts_of(body)
-        rows = await run_in_threadpool(model.scorer, texts)
+        admit()
+        try:
+            rows = await run_in_threadpool(model.scorer, texts)
+        finally:
+            release()
         return {"object": "list", "model": model.name, "data": [{"index": i, **row} for i, row in enumerate(rows)]}
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         body = await body_of(request)
         model = model_of(body, "embeddings", "/v1/embeddings")
-        rows = await run_in_threadpool(model.scorer, texts_of(body))
+        texts = texts_of(body)
+        admit()
+        try:
+            rows = await run_in_threadpool(model.scorer, texts)
+        finally:
+            release()
         tokens = int(sum(count for _, count in rows))
         return {"object": "list", "model": model.name,
                 "data": [{"object": "embedding", "index": i, "embedding": v} for i, (v, _) in enumerate(rows)],
@@ -175,9 +193,9 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
     return app
 
 
-async def _in_threads(events, run_in_threadpool):
-    """A blocking generator stepped in worker threads; closed when the client goes away, which
-    releases the model it holds."""
+async def _in_threads(events, run_in_threadpool, release):
+    """A blocking generator stepped in worker threads; closed when the client goes away (which
+    cancels the request's row), then ``release`` counts the request out."""
     iterator = iter(events)
     try:
         while True:
@@ -190,3 +208,4 @@ async def _in_threads(events, run_in_threadpool):
             iterator.close()
         except ValueError:  # still running its last step in a worker thread; it ends on its own
             pass
+        release()

@@ -123,8 +123,9 @@ def text_response(name: str, reply: Reply) -> dict[str, Any]:
 
 
 def chat_chunks(name: str, pieces: Iterator[tuple[str, Reply | None]], include_usage: bool) -> Iterator[str]:
-    """Server-sent events in OpenAI's chunk shape: the first delta carries the role; the last
-    chunk the finish reason; with ``include_usage`` a final chunk of usage; then ``[DONE]``."""
+    """The data of each server-sent event, in OpenAI's chunk shape: the first delta carries the
+    role; the last chunk the finish reason; with ``include_usage`` a final chunk of usage; then
+    ``[DONE]``."""
     ident, created = completion_id("chatcmpl"), int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, usage=None, choices=True) -> str:
@@ -132,7 +133,7 @@ def chat_chunks(name: str, pieces: Iterator[tuple[str, Reply | None]], include_u
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []}
         if usage is not None:
             body["usage"] = usage
-        return f"data: {json.dumps(body)}\n\n"
+        return json.dumps(body)
 
     yield chunk({"role": "assistant", "content": ""})
     for text, done in pieces:
@@ -142,4 +143,4 @@ def chat_chunks(name: str, pieces: Iterator[tuple[str, Reply | None]], include_u
             yield chunk({}, done.finish_reason)
             if include_usage:
                 yield chunk({}, usage=done.usage(), choices=False)
-    yield "data: [DONE]\n\n"
+    yield "[DONE]"

@@ -176,7 +176,8 @@ class ServedModels:
 
         directory = resolve_model_dir(source)
         if model_kind(directory) == "encoder":
-            config = json.loads((directory / "config.json").read_text()) if (directory / "config.json").is_file() else {}
+            config_path = directory / "config.json"
+            config = json.loads(config_path.read_text()) if config_path.is_file() else {}
             if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
                 return ServedModel(name, "classifier", source, _plain_classifier(directory), source=source)
             from ftune.serving.embeddings import EmbeddingBackend

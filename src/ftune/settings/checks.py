@@ -67,7 +67,10 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
     require(not d.labels or len(set(d.labels)) >= 2, "data.labels", "needs at least two distinct labels")
     for key in ("data.train", "data.validation", "data.test"):
         path = _get(config, key)
-        require(path is None or Path(path).is_file(), key, "file not found")
+        if path is not None and Path(path).is_dir():
+            require(False, key, "is a directory; give a data file (csv, tsv, json, jsonl)")
+        else:
+            require(path is None or Path(path).is_file(), key, "file not found")
     problems.extend(_check_choices(config, where))
     problems.extend(_check_model(config, where))
     problems.extend(_check_method(config, where))
@@ -95,7 +98,15 @@ def _check_model(config: Config, where) -> list[str]:
     from ftune.models.registry import model_problem
 
     problem = model_problem(config.model.name)
-    return [f"{where('model.name')}model.name = {config.model.name!r}: {problem}"] if problem else []
+    if problem:
+        return [f"{where('model.name')}model.name = {config.model.name!r}: {problem}"]
+    from ftune.models.registry import position_limit
+
+    limit = position_limit(config.model.name)
+    if config.model.max_length is not None and limit is not None and config.model.max_length > limit:
+        return [f"{where('model.max_length')}model.max_length = {config.model.max_length}: {config.model.name} reads "
+                f"at most {limit:,} positions; use {limit} or less"]
+    return []
 
 
 def _check_method(config: Config, where) -> list[str]:

@@ -33,14 +33,18 @@ LEARNING_RATE_KEYS = {"classification": "classification", "sft": "causal_lm", "d
 
 def settle_defaults(config: Config, objective: str) -> Config:
     """Fill what the user left to the objective: ``model.max_length`` (128 tokens for
-    classification, 1,024 for SFT and DPO) and ``train.learning_rate`` (the technique's default
+    classification, 1,024 for SFT and DPO, at most the model's positions) and
+    ``train.learning_rate`` (the technique's default
     for the objective). Done once, before the run starts, so the run's config.yaml records
     the values used. Idempotent."""
     from ftune.config.schema import DEFAULT_MAX_LENGTH
     from ftune.methods import get_method_class
 
     if config.model.max_length is None:
-        config.model.max_length = DEFAULT_MAX_LENGTH[objective]
+        from ftune.models.registry import position_limit
+
+        limit = position_limit(config.model.name)  # a small model's positions cap the default
+        config.model.max_length = min(DEFAULT_MAX_LENGTH[objective], limit or DEFAULT_MAX_LENGTH[objective])
     if config.train.learning_rate is None:
         rates = get_method_class(config.method.name).default_learning_rates
         config.train.learning_rate = rates[LEARNING_RATE_KEYS[objective]]
