@@ -97,3 +97,11 @@ def test_data_inspect_says_how_many_bad_rows_it_skipped(tiny_llama_dir, tmp_path
     result = run_ftune("data", "inspect", f"model={tiny_llama_dir}", f"data.train={source}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "30 rows (1 bad rows skipped, first at line 4)" in result.stdout
+
+
+def test_bitfit_on_a_model_without_biases_is_refused_before_the_data_loads(tiny_llama_dir, tmp_path):
+    missing = tmp_path / "not-read.jsonl"  # never opened: the refusal comes from the model's config.json
+    missing.write_text("not json at all\n")
+    result = run_ftune("train", f"model={tiny_llama_dir}", "method=bitfit", f"data.train={missing}", cwd=tmp_path)
+    _clear_error(result, "method.name = 'bitfit'", "no bias terms")
+    assert "not json" not in result.stderr and not (tmp_path / "runs").exists()

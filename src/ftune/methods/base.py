@@ -94,6 +94,12 @@ class Method:
         """Problems with the option values alone, found before any model loads."""
         return []
 
+    @classmethod
+    def check_model_files(cls, model_name: str) -> list[str]:
+        """Problems with this technique on ``model_name``, read from its files before any data or
+        weights load (``check`` repeats them on the loaded model)."""
+        return []
+
     def load(self, directory: Path, base_loader: Any, task: str = "classification") -> nn.Module:
         """Rebuild the trained model from ``directory``.
 

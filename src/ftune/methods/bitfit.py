@@ -12,6 +12,15 @@ class BitFit(Method):
     capabilities = Capabilities(mergeable=False, generation=True, classification=True)  # nothing added to merge
     default_learning_rates = {"classification": 1e-3, "causal_lm": 5e-4, "preference": 1e-4}
 
+    @classmethod
+    def check_model_files(cls, model_name):
+        from ftune.models.registry import has_bias_terms
+
+        if has_bias_terms(model_name) is False:
+            return [f"method.name = 'bitfit': {model_name} has no bias terms outside the head (a Llama-style "
+                    "model), so BitFit would train only the head; use lora or freeze"]
+        return []
+
     def check(self, task):
         biases = [n for n, _ in task.model.named_parameters() if n.endswith(".bias") and not task.is_head(n)]
         if not biases:

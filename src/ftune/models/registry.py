@@ -86,3 +86,21 @@ def position_limit(name: str) -> int | None:
     values = json.loads(config.read_text())
     limit = values.get("max_position_embeddings") or values.get("n_positions")
     return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+
+BIASLESS_TYPES = ("llama", "mistral", "gemma", "gemma2", "phi3")  # no bias terms unless their config adds them
+
+
+def has_bias_terms(name: str) -> bool | None:
+    """Whether ``name``'s layers have bias terms, from its files; None when they do not say."""
+    import json
+
+    if name in BUILTIN_MODELS:
+        return not BUILTIN_MODELS[name].is_gguf  # MiniLM (BERT) has them; SmolLM2 (Llama) has none
+    config = Path(name).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    values = json.loads(config.read_text())
+    if values.get("model_type") in BIASLESS_TYPES:
+        return bool(values.get("attention_bias") or values.get("mlp_bias"))
+    return None

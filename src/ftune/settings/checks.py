@@ -113,8 +113,11 @@ def _check_method(config: Config, where) -> list[str]:
     from ftune.methods.base import get_method_class
 
     method = get_method_class(config.method.name)
+    from ftune.models.registry import model_problem
+
+    model_checks = [] if model_problem(config.model.name) else method.check_model_files(config.model.name)
     return [f"{where('method.name')}{p}" for p in method_capability_problems(method, config)
-            + method.check_options(config.method.options)]
+            + method.check_options(config.method.options) + model_checks]
 
 
 def method_capability_problems(method, config: Config) -> list[str]:
