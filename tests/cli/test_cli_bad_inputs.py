@@ -83,6 +83,9 @@ def test_data_convert_never_loses_data_and_writes_only_what_it_reads_back(tmp_pa
     assert source.read_bytes() == original  # its bad rows are still there
     _clear_error(run_ftune("data", "convert", str(source), str(tmp_path), cwd=tmp_path), "is a directory")
     _clear_error(run_ftune("data", "convert", str(source), str(tmp_path / "out.csv"), cwd=tmp_path), ".jsonl")
+    labeled = run_ftune("data", "convert", str(FIXTURES / "reviews.csv"), str(tmp_path / "x.jsonl"), cwd=tmp_path)
+    _clear_error(labeled, "Set --from to one of these")  # the option data convert has, not data.format
+    assert "data.format" not in labeled.stderr
     out = tmp_path / "out.jsonl"
     out.write_text("keep me\n")
     _clear_error(run_ftune("data", "convert", str(source), str(out), cwd=tmp_path), "already exists", "--force")

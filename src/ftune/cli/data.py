@@ -102,7 +102,7 @@ def _convert(args) -> int:
     from ftune.data.generative import convert_examples, load_generative_file, write_jsonl
 
     check_convert_target(args.source, args.target, args.force)
-    examples = load_generative_file(args.source, format=args.source_format)
+    examples = load_generative_file(args.source, format=args.source_format, format_setting="--from")
     records = convert_examples(examples, args.to)
     write_jsonl(records, args.target)
     print(f"wrote {len(records):,} {args.to} rows to {args.target} (from {examples.format}"

@@ -41,7 +41,7 @@ class GenerativeExamples:
 
 
 def load_generative_file(
-    path: str | Path, *, format: str = "auto", max_bad_fraction: float = 0.05
+    path: str | Path, *, format: str = "auto", max_bad_fraction: float = 0.05, format_setting: str = "data.format"
 ) -> GenerativeExamples:
     """Read a .json/.jsonl/.csv/.tsv file (or its .gz) of generative examples.
 
@@ -55,7 +55,7 @@ def load_generative_file(
     if not table.records:
         raise _no_rows_error(shown, table.total_rows, table.bad_rows)
     if fmt is None:
-        fmt = detect_format(table.records[:DETECTION_SAMPLE_ROWS], path=shown)
+        fmt = detect_format(table.records[:DETECTION_SAMPLE_ROWS], path=shown, format_setting=format_setting)
 
     examples, lines, bad_rows = [], [], list(table.bad_rows)
     for record in table.records:
@@ -80,7 +80,7 @@ def load_generative_file(
     )
 
 
-def detect_format(records: Sequence[Record], *, path: str = "") -> DataFormat:
+def detect_format(records: Sequence[Record], *, path: str = "", format_setting: str = "data.format") -> DataFormat:
     """The one format whose keys fit the records (records fitting none are ignored here and
     become bad rows later); DataError listing the keys and formats when none or several fit."""
     formats = registered_formats()
@@ -110,7 +110,7 @@ def detect_format(records: Sequence[Record], *, path: str = "") -> DataFormat:
     listing = [f"  {f.name:<18} {f.keys_summary():<32} {f.description}" for f in formats]
     raise DataError(
         f"{head}\n  keys found in the first {len(records)} rows (rows with each): {found}\n"
-        "  Set data.format to one of these (extra keys are then ignored):\n" + "\n".join(listing)
+        f"  Set {format_setting} to one of these (extra keys are then ignored):\n" + "\n".join(listing)
     )
 
 
