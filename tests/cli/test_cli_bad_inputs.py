@@ -108,3 +108,11 @@ def test_bitfit_on_a_model_without_biases_is_refused_before_the_data_loads(tiny_
     result = run_ftune("train", f"model={tiny_llama_dir}", "method=bitfit", f"data.train={missing}", cwd=tmp_path)
     _clear_error(result, "method.name = 'bitfit'", "no bias terms")
     assert "not json" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_tsv_named_csv_is_blamed_on_the_delimiter_not_the_label_column(tiny_bert_dir, tmp_path):
+    wrong_name = tmp_path / "reviews.csv"
+    shutil.copy(FIXTURES / "reviews.tsv", wrong_name)
+    result = run_ftune("train", f"model={tiny_bert_dir}", f"data.train={wrong_name}", cwd=tmp_path)
+    _clear_error(result, "looks tab-separated", "data.delimiter")
+    assert "label_column" not in result.stderr

@@ -108,7 +108,25 @@ def ambiguous_columns(table: Table, keys: list[Column], what: str, reason: str, 
     )
 
 
+def wrong_delimiter(table: Table, keys: list[Column]) -> DataError | None:
+    """A file read as one column whose cells hold tabs, semicolons or bars: the delimiter is wrong
+    (a TSV named .csv), which no column setting can fix."""
+    if len(keys) != 1:
+        return None
+    cells = [str(keys[0])] + [str(v) for v in column_values(table, keys[0])[:20]]
+    for mark, name in (("\t", "tab"), (";", "semicolon"), ("|", "bar")):
+        if sum(mark in cell for cell in cells) >= max(2, len(cells) // 2):
+            shown = "\\t" if mark == "\t" else mark
+            return DataError(f"{table.path}: every row was read as one column, and its cells hold {name}s: the file "
+                             f"looks {name}-separated. Set data.delimiter='{shown}'"
+                             + (" or name the file .tsv" if mark == "\t" else ""))
+    return None
+
+
 def detect_label_column(table: Table, keys: list[Column], exclude: list[Column]) -> Column:
+    problem = wrong_delimiter(table, keys)
+    if problem is not None:
+        raise problem
     candidates = [k for k in keys if k not in exclude]
     if table.columns is not None:
         named = [k for k in candidates if str(k).lower() in LABEL_NAMES]
