@@ -65,6 +65,14 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
         with counting:
             in_flight["count"] -= 1
 
+    async def counted(work, *args):
+        """``work(*args)`` in a worker thread, counted in flight while it runs."""
+        admit()
+        try:
+            return await run_in_threadpool(work, *args)
+        finally:
+            release()
+
     async def body_of(request: Request) -> dict[str, Any]:
         try:
             body = await request.json()
@@ -148,11 +156,7 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
             events = completions.chat_chunks(model.name, completions.stream_reply(model, prompt_ids, sampling), usage)
             admit()
             return EventSourceResponse(_in_threads(events, run_in_threadpool, release), sep="\n", ping=15)
-        admit()
-        try:
-            reply = await run_in_threadpool(completions.whole_reply, model, prompt_ids, sampling)
-        finally:
-            release()
+        reply = await counted(completions.whole_reply, model, prompt_ids, sampling)
         return (completions.chat_response if chat else completions.text_response)(model.name, reply)
 
     @app.post("/v1/chat/completions")
@@ -167,24 +171,14 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
     async def classify(request: Request):
         body = await body_of(request)
         model = model_of(body, "classifier", "/v1/classify")
-        texts = texts_of(body)
-        admit()
-        try:
-            rows = await run_in_threadpool(model.scorer, texts)
-        finally:
-            release()
+        rows = await counted(model.scorer, texts_of(body))
         return {"object": "list", "model": model.name, "data": [{"index": i, **row} for i, row in enumerate(rows)]}
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         body = await body_of(request)
         model = model_of(body, "embeddings", "/v1/embeddings")
-        texts = texts_of(body)
-        admit()
-        try:
-            rows = await run_in_threadpool(model.scorer, texts)
-        finally:
-            release()
+        rows = await counted(model.scorer, texts_of(body))
         tokens = int(sum(count for _, count in rows))
         return {"object": "list", "model": model.name,
                 "data": [{"object": "embedding", "index": i, "embedding": v} for i, (v, _) in enumerate(rows)],
