@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ftune.errors import FtuneError
 from ftune.export.gguf_layout import gguf_name, permute_rows, quantize, rotary_heads
 
@@ -116,14 +114,3 @@ def write_bpe_tokenizer(writer, tokenizer) -> None:
     if tokenizer.pad_token_id is not None:
         writer.add_pad_token_id(tokenizer.pad_token_id)
     writer.add_add_bos_token(False)
-
-
-def gguf_array(path: Path, name: str) -> np.ndarray:
-    """A tensor of a GGUF file, dequantized (for tests and checks)."""
-    from gguf import GGUFReader
-    from gguf.quants import dequantize
-
-    for tensor in GGUFReader(path).tensors:
-        if tensor.name == name:
-            return dequantize(tensor.data, tensor.tensor_type).reshape(list(reversed(tensor.shape.tolist())))
-    raise KeyError(name)
