@@ -110,7 +110,7 @@ def export(run: str | Path, to: str, out: str | Path | None = None, *, dtype: st
 
 
 def serving_app(sources: Sequence[str | Path], *, api_key: str | None = None, max_tokens: int = 2048, max_batch: int = 8,
-                allow_updates: bool = False, echo=print):
+                max_queue: int = 64, allow_updates: bool = False, echo=print):
     """The OpenAI-compatible FastAPI application for ``sources`` (run directories, built-in model
     names, exported model directories), each loaded now; serve it with uvicorn."""
     from ftune.serving.app import build_app
@@ -119,15 +119,17 @@ def serving_app(sources: Sequence[str | Path], *, api_key: str | None = None, ma
     served = ServedModels(max_batch=max_batch)
     for source in sources:
         served.add(str(source), echo=echo)
-    return build_app(served, api_key=api_key, max_tokens_cap=max_tokens, allow_updates=allow_updates)
+    return build_app(served, api_key=api_key, max_tokens_cap=max_tokens, max_waiting=max_queue,
+                     allow_updates=allow_updates)
 
 
 def serve(sources: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          max_tokens: int = 2048, max_batch: int = 8, allow_updates: bool = False, echo=print) -> None:
+          max_tokens: int = 2048, max_batch: int = 8, max_queue: int = 64, allow_updates: bool = False,
+          echo=print) -> None:
     """Load ``sources`` and serve them until interrupted (``ftune serve``)."""
     import uvicorn
 
-    app = serving_app(sources, api_key=api_key, max_tokens=max_tokens, max_batch=max_batch,
+    app = serving_app(sources, api_key=api_key, max_tokens=max_tokens, max_batch=max_batch, max_queue=max_queue,
                       allow_updates=allow_updates, echo=echo)
     echo(f"ftune serve: http://{host}:{port}/v1")
     uvicorn.run(app, host=host, port=port, log_level="warning")

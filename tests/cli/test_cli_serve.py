@@ -44,28 +44,38 @@ def runs(tmp_path_factory, tiny_llama_dir, tiny_bert_dir):
     return {"alpaca": alpaca, "chat": chat, "classifier": classifier, "encoder": tiny_bert_dir}
 
 
-@pytest.fixture(scope="module")
-def server(runs):
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ftune.cli.main", "serve", str(runs["alpaca"]), str(runs["chat"]),
-         str(runs["classifier"]), str(runs["encoder"]), "--port", str(port), "--api-key", KEY,
-         "--allow-adapter-updates"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+def _start_server(*arguments: str):
+    """``ftune serve ARGUMENTS`` on a free loopback port, once /health answers: (process, /v1 URL)."""
     import urllib.request
 
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "ftune.cli.main", "serve", *arguments, "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 120
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
+            return process, f"http://127.0.0.1:{port}/v1"
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 pytest.fail(f"the server did not start:\n{process.stdout.read()[-3000:]}")
             time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/v1"
+
+
+def _health(server: str) -> dict:
+    import json
+    import urllib.request
+
+    return json.loads(urllib.request.urlopen(server.removesuffix("/v1") + "/health").read())
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    process, url = _start_server(str(runs["alpaca"]), str(runs["chat"]), str(runs["classifier"]),
+                                 str(runs["encoder"]), "--api-key", KEY, "--allow-adapter-updates")
+    yield url
     process.terminate()
     process.wait(timeout=30)
 
@@ -123,11 +133,7 @@ def test_sixteen_concurrent_requests_across_adapters_each_get_their_own_reply(cl
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         together = list(pool.map(ask, jobs))
-    import json
-    import urllib.request
-
-    health = json.loads(urllib.request.urlopen(server.removesuffix("/v1") + "/health").read())
-    assert health["largest_batch"][runs["alpaca"].name] > 1  # requests were really decoded together
+    assert _health(server)["largest_batch"][runs["alpaca"].name] > 1  # requests were really decoded together
     alone = [ask(job) for job in jobs]
     assert together == alone
 
@@ -234,3 +240,84 @@ def test_adapters_unload_and_load_at_run_time(client, runs):
     assert after.choices[0].message.content == before.choices[0].message.content
     with pytest.raises(openai.BadRequestError):
         client.post("/models", body={"source": "/nonexistent/run"}, cast_to=object)
+
+
+def _connection(server: str):
+    import http.client
+    from urllib.parse import urlparse
+
+    address = urlparse(server)
+    return http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+
+
+def test_an_oversized_body_gets_413_whether_or_not_it_declares_its_length(server, runs):
+    import json
+
+    padding = "x" * 2_100_000  # over the 2 MB cap
+    body = json.dumps({"model": runs["alpaca"].name, "messages": [{"role": "user", "content": padding}]}).encode()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    for chunked in (False, True):  # Content-Length declared, or a chunked body that declares nothing
+        connection = _connection(server)
+        if chunked:
+            connection.request("POST", "/v1/chat/completions", headers=headers, encode_chunked=True,
+                               body=(body[i:i + 65536] for i in range(0, len(body), 65536)))
+        else:
+            connection.request("POST", "/v1/chat/completions", body=body, headers=headers)
+        response = connection.getresponse()
+        assert response.status == 413, (chunked, response.read()[:300])
+        assert json.loads(response.read())["error"]["code"] == "body_too_large"
+        connection.close()
+
+
+def test_a_base_served_by_name_shares_its_copy_with_the_runs_on_it(runs, tiny_llama_dir):
+    from ftune.serving.served import ServedModels
+
+    served = ServedModels()
+    base = served.add(str(tiny_llama_dir), "base", echo=lambda *_: None)
+    run = served.add(str(runs["alpaca"]), echo=lambda *_: None)
+    assert run.backend is base.backend and run.backend.adapters == {run.name}
+
+
+@pytest.fixture(scope="module")
+def one_slot_server(runs, tiny_llama_dir):
+    """A server that admits one request at a time, serving a run and its base by name."""
+    process, url = _start_server(str(runs["alpaca"]), str(tiny_llama_dir), "--max-queue", "1")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_a_full_queue_gets_429_and_a_client_gone_mid_stream_frees_its_slot(one_slot_server, runs, tiny_llama_dir):
+    import json
+
+    client = openai.OpenAI(base_url=one_slot_server, api_key="unused", max_retries=0)
+    name, messages = runs["alpaca"].name, [{"role": "user", "content": "Write a long story."}]
+    long = None  # a seed whose reply runs to max_tokens rather than stopping early
+    for seed in range(30):
+        reply = client.chat.completions.create(model=name, messages=messages, max_tokens=200, temperature=1.0,
+                                               seed=seed)
+        if reply.choices[0].finish_reason == "length":
+            long = seed
+            break
+    assert long is not None, "no seed gave a 200-token reply"
+    base_reply = client.chat.completions.create(model=tiny_llama_dir.name, messages=messages, max_tokens=6,
+                                                temperature=0)
+    assert base_reply.choices[0].message.content is not None  # the base by name answers beside its adapter
+    cancelled_before = _health(one_slot_server)["cancelled_rows"]
+    body = {"model": name, "messages": messages, "max_tokens": 200, "temperature": 1.0, "seed": long, "stream": True}
+    stream = _connection(one_slot_server)
+    stream.request("POST", "/v1/chat/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    response = stream.getresponse()
+    assert response.status == 200 and response.readline().startswith(b"data:")  # the stream has begun
+    with pytest.raises(openai.RateLimitError) as busy:
+        client.chat.completions.create(model=name, messages=messages, max_tokens=4)
+    assert busy.value.body["code"] == "queue_full"
+    stream.close()
+    # the client hung up after one chunk: its row stops and its slot comes back
+    deadline = time.monotonic() + 20
+    while (health := _health(one_slot_server))["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert health["in_flight"] == 0
+    assert health["cancelled_rows"] == cancelled_before + 1
+    after = client.chat.completions.create(model=name, messages=messages, max_tokens=4)
+    assert after.choices[0].message.content is not None

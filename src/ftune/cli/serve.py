@@ -32,6 +32,8 @@ def add_arguments(parser) -> None:
                         help="print the vLLM command that serves the same LoRA runs on a GPU, and exit")
     parser.add_argument("--max-batch", type=int, default=8,
                         help="generation requests decoded together per base model (1: one at a time)")
+    parser.add_argument("--max-queue", type=int, default=64,
+                        help="requests in flight at once; more get 429 'retry shortly' (default 64)")
 
 
 def run(args) -> int:
@@ -47,6 +49,10 @@ def run(args) -> int:
             print(f"ftune serve: warning: {warning}")
         print(command)
         return 0
+    for flag, value in (("--max-batch", args.max_batch), ("--max-queue", args.max_queue),
+                        ("--max-tokens", args.max_tokens)):
+        if value < 1:
+            raise FtuneError(f"{flag} {value}: give a whole number of at least 1")
     api_key = args.api_key or os.environ.get("FTUNE_API_KEY")
     if args.host not in LOOPBACK and not api_key:
         raise FtuneError(f"--host {args.host}: serving beyond this machine needs an API key "
@@ -54,5 +60,5 @@ def run(args) -> int:
     from ftune.api import serve
 
     serve(args.sources, host=args.host, port=args.port, api_key=api_key, max_tokens=args.max_tokens,
-          max_batch=args.max_batch, allow_updates=args.allow_adapter_updates)
+          max_batch=args.max_batch, max_queue=args.max_queue, allow_updates=args.allow_adapter_updates)
     return 0

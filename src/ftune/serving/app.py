@@ -74,8 +74,17 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
             release()
 
     async def body_of(request: Request) -> dict[str, Any]:
+        """The JSON object sent, read up to ``max_body_bytes`` whatever Content-Length claims."""
+        import json
+
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise ApiError(413, f"request body over {max_body_bytes:,} bytes", code="body_too_large")
+            chunks.append(chunk)
         try:
-            body = await request.json()
+            body = json.loads(b"".join(chunks))
         except ValueError:
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -101,8 +110,11 @@ def build_app(served, *, api_key: str | None = None, max_tokens_cap: int = 2048,
 
     @app.get("/health")
     async def health():
+        models = list(served.models.values())
         return {"status": "ok", "models": served.names(), "in_flight": in_flight["count"],
-                "largest_batch": {m.name: m.largest_batch() for m in list(served.models.values())}}
+                "largest_batch": {m.name: m.largest_batch() for m in models},
+                "cancelled_rows": sum({id(m.backend): m.backend.cancelled_rows() for m in models
+                                       if m.kind == "chat"}.values())}
 
     @app.get("/v1/models")
     async def models():

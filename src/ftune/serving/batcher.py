@@ -37,6 +37,7 @@ class Batcher:
         self.backend, self.max_batch, self.wait_seconds = backend, max_batch, wait_seconds
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.batch_sizes: list[int] = []  # what each forward batch held, for tests and benchmarks
+        self.cancelled = 0  # rows stopped early: their client went away, or a stop string ended them
         threading.Thread(target=self._serve, daemon=True, name="ftune-batcher").start()
 
     def submit(self, job: Job) -> Job:
@@ -81,11 +82,12 @@ class Batcher:
                 context = backend.activate(jobs[0].adapter)
             with context:
                 self.batch_sizes.append(len(jobs))
-                decode_together(backend.model, jobs, forward, backend.stop_ids, backend.pad_id)
+                self.cancelled += decode_together(backend.model, jobs, forward, backend.stop_ids, backend.pad_id)
 
 
-def decode_together(model, jobs: Sequence[Job], forward: dict[str, Any], stop_ids: Sequence[int], pad_id: int) -> None:
-    """Left-padded prompts, one KV cache, per-row positions, sampling and stopping."""
+def decode_together(model, jobs: Sequence[Job], forward: dict[str, Any], stop_ids: Sequence[int], pad_id: int) -> int:
+    """Left-padded prompts, one KV cache, per-row positions, sampling and stopping. Returns how
+    many rows were cancelled before they finished."""
     import torch
 
     rows, width = len(jobs), max(len(job.prompt) for job in jobs)
@@ -97,7 +99,7 @@ def decode_together(model, jobs: Sequence[Job], forward: dict[str, Any], stop_id
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     generators = [torch.Generator().manual_seed(job.sampling.seed) if job.sampling.seed is not None else None
                   for job in jobs]
-    alive, produced = [True] * rows, [0] * rows
+    alive, produced, cancelled = [True] * rows, [0] * rows, 0
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **forward)
         following = positions[:, -1:] + 1
@@ -105,7 +107,7 @@ def decode_together(model, jobs: Sequence[Job], forward: dict[str, Any], stop_id
             chosen = []
             for row, job in enumerate(jobs):
                 if alive[row] and job.cancelled.is_set():
-                    alive[row] = False
+                    alive[row], cancelled = False, cancelled + 1
                     job.tokens.put(None)
                 if not alive[row]:
                     chosen.append(pad_id)
@@ -118,7 +120,7 @@ def decode_together(model, jobs: Sequence[Job], forward: dict[str, Any], stop_id
                     job.tokens.put(None)
                 chosen.append(token)
             if not any(alive):
-                return
+                return cancelled
             mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.long)], dim=1)
             out = model(input_ids=torch.tensor(chosen).unsqueeze(1), attention_mask=mask, position_ids=following,
                         past_key_values=out.past_key_values, use_cache=True, **forward)

@@ -49,6 +49,10 @@ class ChatBackend:
         """The most rows decoded together so far (0 before the first request)."""
         return max(self._batcher.batch_sizes, default=0) if self._batcher is not None else 0
 
+    def cancelled_rows(self) -> int:
+        """Rows whose generation stopped early (a client gone, a stop string)."""
+        return self._batcher.cancelled if self._batcher is not None else 0
+
     def mixable(self, name: str) -> bool:
         """Whether a request for ``name`` may share a batch with other adapters' rows: every
         adapter on this base can mix (PEFT ``adapter_names``), and so can the bare base."""
@@ -160,10 +164,12 @@ class ServedModels:
         return ServedModel(name, "chat", info["base_model"], backend, generator.template, str(path))
 
     def _shared_base(self, base: str, method) -> ChatBackend:
-        from ftune.models.load import load_causal_lm
+        """One loaded copy per base model and loading (QLoRA's 4-bit base is its own copy), shared
+        by the base served by name and every adapter run on it."""
+        from ftune.models.load import load_causal_lm, resolve_model_dir
 
-        options = method.model_load_options("cpu")
-        key = (base, json.dumps(options, sort_keys=True, default=str))
+        options = method.model_load_options("cpu") if method is not None else {}
+        key = (str(resolve_model_dir(base).resolve()), json.dumps(options, sort_keys=True, default=str))
         if key not in self._bases:
             task = load_causal_lm(base, **options)
             task.model.eval()
@@ -183,12 +189,8 @@ class ServedModels:
             from ftune.serving.embeddings import EmbeddingBackend
 
             return ServedModel(name, "embeddings", source, EmbeddingBackend.load(directory), source=source)
-        from ftune.models.load import load_causal_lm
-
-        task = load_causal_lm(source)
-        task.model.eval()
-        backend = ChatBackend(task.model, task.tokenizer, _context(task.model), max_batch=self.max_batch)
-        return ServedModel(name, "chat", source, backend, _template("auto", task.tokenizer), source)
+        backend = self._shared_base(source, None)  # runs on this base reuse this copy, and it theirs
+        return ServedModel(name, "chat", source, backend, _template("auto", backend.tokenizer), source)
 
 
 def _template(name: str, tokenizer):
