@@ -36,12 +36,22 @@ def resolve_config(config: ConfigSource = None, overrides: Sequence[str] = ()) -
     return load_config(config, list(overrides))
 
 
-def train(config: ConfigSource = None, overrides: Sequence[str] = (), echo=print) -> TrainedRun:
+def train(config: ConfigSource = None, overrides: Sequence[str] = (), echo=print,
+          resume: str | Path | None = None) -> TrainedRun:
     """Fine-tune with the objective the config and data call for (classification, SFT or DPO).
     Returns the saved run: its directory and the metrics in its ``metrics.json``. ``echo``
-    receives progress lines (pass ``lambda *_: None`` for silence)."""
+    receives progress lines (pass ``lambda *_: None`` for silence). ``resume``: an interrupted
+    run's directory, continued from its last checkpoint with its own config (give no other)."""
     from ftune.recipes.dispatch import train_for_objective
 
+    if resume is not None:
+        from ftune.errors import FtuneError
+        from ftune.training.checkpoints import resume_run
+
+        if config is not None or overrides:
+            raise FtuneError("resume: a resumed run keeps the settings it started with; give no config or overrides")
+        config, run = resume_run(resume)
+        return train_for_objective(config, echo, run)
     return train_for_objective(resolve_config(config, overrides), echo)
 
 

@@ -7,6 +7,7 @@ examples:
   ftune train configs/sst2-minilm-lora.yaml train.max_minutes=10
   ftune train model=smollm2-135m method=lora method.r=16 data.train=reviews.csv
   ftune train model=smollm2-135m data.train=alpaca.jsonl train.max_minutes=20
+  ftune train --resume runs/20261130-120408-smollm2-135m-lora-sft   (after a crash: from its last checkpoint)
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ HELP = "fine-tune a model on your data"
 def add_arguments(parser) -> None:
     parser.add_argument("settings", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
                         help="a YAML config and/or dotted overrides (see `ftune config`)")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue an interrupted run from its last checkpoint (train.checkpoint_every), "
+                             "with the settings it started with")
 
 
 def run(args) -> int:
@@ -24,9 +28,18 @@ def run(args) -> int:
     from ftune.cli.main import split_config_and_overrides
     from ftune.settings import load_config
 
-    path, overrides = split_config_and_overrides(args.settings)
-    config = load_config(path, overrides)  # every config problem surfaces here, before any import of torch
-    result = train(config)
+    if args.resume:
+        if args.settings:
+            from ftune.errors import FtuneError
+
+            raise FtuneError(f"--resume {args.resume}: a resumed run keeps the settings it started with; "
+                             f"drop {' '.join(args.settings)}")
+        result = train(resume=args.resume)
+        config = load_config(str(result.run_dir / "config.yaml"), [])
+    else:
+        path, overrides = split_config_and_overrides(args.settings)
+        config = load_config(path, overrides)  # every config problem surfaces here, before any import of torch
+        result = train(config)
     from ftune.recipes.results import result_tables, training_summary
 
     for table in result_tables(result.objective, config, result.metrics):

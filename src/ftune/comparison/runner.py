@@ -57,14 +57,20 @@ def finished(directory: Path, slot: Slot) -> bool:
 
 def run_slot(plan: ComparePlan, directory: Path, slot: Slot) -> tuple[dict[str, Any], bool]:
     """Train one technique in a child process; its output passes through and is kept in output.log."""
+    from ftune.training.checkpoints import resumable_runs_under
+
     slot_dir = directory / slot.name
-    if slot_dir.exists():
-        shutil.rmtree(slot_dir)  # an unfinished earlier attempt: start it over
-    slot_dir.mkdir(parents=True)
-    (slot_dir / "config.json").write_text(json.dumps(config_to_dict(plan.slot_config(slot)), indent=2))
+    resuming = slot_dir.is_dir() and bool(resumable_runs_under(slot_dir))
+    if slot_dir.exists() and not resuming:
+        shutil.rmtree(slot_dir)  # an unfinished earlier attempt with no checkpoint: start it over
+    for stale in ("worker.json", "result.json"):
+        (slot_dir / stale).unlink(missing_ok=True)
+    slot_dir.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        (slot_dir / "config.json").write_text(json.dumps(config_to_dict(plan.slot_config(slot)), indent=2))
     started = time.monotonic()
     interrupted = False
-    with open(slot_dir / "output.log", "wb") as log:
+    with open(slot_dir / "output.log", "ab" if resuming else "wb") as log:
         child = subprocess.Popen([sys.executable, "-m", "ftune.comparison.worker", str(slot_dir)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         while True:

@@ -2,7 +2,8 @@
 
 Reads ``SLOT_DIR/config.json``, trains into ``SLOT_DIR`` as ``ftune train`` would, and writes
 ``SLOT_DIR/worker.json``: ``{"status": "ok" | "not applicable" | "failed" | "interrupted",
-"run_dir": ..., "note": ...}``. The parent measures the process (wall time, peak RSS).
+"run_dir": ..., "note": ...}``. The parent measures the process (wall time, peak RSS). An earlier
+attempt that left a checkpoint (``ftune compare --resume``) continues from it, not from zero.
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ def train_slot(slot_dir: Path) -> dict:
     from ftune.settings import config_from_dict
     from ftune.errors import FtuneError, MethodNotApplicable
 
+    from ftune.training.checkpoints import resumable_runs_under, resume_run
+
     config = config_from_dict(json.loads((slot_dir / "config.json").read_text()))
     config.run.dir, config.run.name = str(slot_dir), config.method.name
     try:
-        result = train_for_objective(config)
+        earlier = resumable_runs_under(slot_dir)  # an attempt cut short: go on from its checkpoint
+        if earlier:
+            config, run = resume_run(earlier[-1])
+            result = train_for_objective(config, resume=run)
+        else:
+            result = train_for_objective(config)
     except MethodNotApplicable as error:
         return {"status": "not applicable", "note": str(error)}
     except FtuneError as error:

@@ -68,13 +68,10 @@ class FinishedRun:
     def config(self):
         from ftune.settings import config_from_dict
 
+        from ftune.runs.run_dir import use_recorded_data_paths
+
         config = config_from_dict(self.info["config"])
-        # data paths as the run resolved them (data.json), not relative to today's directory
-        manifest = self.path / "data.json"
-        if manifest.is_file():
-            for entry in json.loads(manifest.read_text()).get("files", []):
-                if entry.get("role") in ("train", "validation") and entry.get("path"):
-                    setattr(config.data, entry["role"], entry["path"])
+        use_recorded_data_paths(config, self.path)
         return config
 
     def load_base(self, **options):

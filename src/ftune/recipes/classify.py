@@ -8,7 +8,7 @@ from ftune.config import Config
 from ftune.training.loop import TrainedRun
 
 
-def train_classifier(config: Config, echo=print) -> TrainedRun:
+def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
     """Train, evaluate against the baselines, and save a reloadable run directory."""
     from transformers import DataCollatorWithPadding
 
@@ -29,7 +29,7 @@ def train_classifier(config: Config, echo=print) -> TrainedRun:
          + f"; labels: {', '.join(data.label_names)}")
 
     run, prepared = start_run(config, method, lambda **options: load_classifier(
-        config.model.name, data.label_names, config.model.trust_remote_code, **options), echo=echo)
+        config.model.name, data.label_names, config.model.trust_remote_code, **options), echo=echo, resume=resume)
     tokenizer = prepared.task.tokenizer
     train_set = TokenizedExamples(tokenizer, data.train, config.model.max_length)
     session = build_trainer(

@@ -7,8 +7,9 @@ from ftune.config import Config
 from ftune.training.loop import TrainedRun
 
 
-def train_for_objective(config: Config, echo=print) -> TrainedRun:
-    """Train with the objective the config and data call for; the run, with ``objective`` set."""
+def train_for_objective(config: Config, echo=print, resume=None) -> TrainedRun:
+    """Train with the objective the config and data call for; the run, with ``objective`` set.
+    ``resume``: an interrupted run's RunDir (``resume_from`` its checkpoint) to continue."""
     from ftune.training.objective import resolve_objective, settle_defaults
 
     objective = resolve_objective(config)
@@ -19,6 +20,6 @@ def train_for_objective(config: Config, echo=print) -> TrainedRun:
         from ftune.recipes.sft import train_sft as recipe
     else:
         from ftune.recipes.dpo import train_dpo as recipe
-    result = recipe(config, echo)
+    result = recipe(config, echo, resume)
     result.objective = objective
     return result

@@ -31,7 +31,7 @@ def preference_rows(pairs, template, tokenizer, max_length: int) -> list[dict[st
     return rows
 
 
-def train_dpo(config: Config, echo=print) -> TrainedRun:
+def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -46,7 +46,7 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
 
     method = build_method(config.method.name, config.method.options)
     data = build_generative_data(config.data, config.train.seed)
-    start = start_generative_run(config, method, data, "dpo", echo)
+    start = start_generative_run(config, method, data, "dpo", echo, resume)
     run, prepared, template = start.run, start.prepared, start.template
     tokenizer = prepared.task.tokenizer
     data.manifest.update({"template": template.name, "max_length": config.model.max_length})
@@ -73,10 +73,14 @@ def train_dpo(config: Config, echo=print) -> TrainedRun:
     session.memory_plan = fit_to_memory(config, session.trainer, prepared, shape, head="trl", echo=echo)
     open_run(run, config, data.manifest, session.memory_plan, echo)
 
-    echo("ftune: measuring the model before training ...")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    before = preference_scores(prepared.model, held_out, config.objective.beta, reference, pad_id,
-                               same_as_reference=True)  # untrained: the model is its reference
+
+    def measure_base() -> dict[str, Any]:
+        echo("ftune: measuring the model before training ...")
+        return preference_scores(prepared.model, held_out, config.objective.beta, reference, pad_id,
+                                 same_as_reference=True)  # untrained: the model is its reference
+
+    before = run.measured_once("before.json", measure_base)
 
     trainer = session.trainer
     disabled = method.disabled if reference is None else None  # adapters off: the reference

@@ -32,7 +32,7 @@ def sample_prompts(examples, count: int) -> list[list[Any]]:
     return prompts
 
 
-def train_sft(config: Config, echo=print) -> TrainedRun:
+def train_sft(config: Config, echo=print, resume=None) -> TrainedRun:
     from ftune.data.collate import PaddedCausalCollator
     from ftune.data.encode import EncodedDataset, encode_examples, stop_token_ids
     from ftune.data.prepare_generative import build_generative_data
@@ -50,7 +50,7 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
         data, labeled = labeled_task_as_chat(config)
     else:
         data = build_generative_data(config.data, config.train.seed)
-    start = start_generative_run(config, method, data, "sft", echo)
+    start = start_generative_run(config, method, data, "sft", echo, resume)
     run, prepared, template = start.run, start.prepared, start.template
     tokenizer = prepared.task.tokenizer
     train_items, train_truncated = encode_examples(data.train, template, tokenizer, config.model.max_length)
@@ -78,11 +78,18 @@ def train_sft(config: Config, echo=print) -> TrainedRun:
 
     eos_ids = stop_token_ids(tokenizer)
     prompts = sample_prompts(data.validation, config.generate.samples)
-    before = _measure(config, prepared.model, tokenizer, template, validation_items, collator, prompts, eos_ids, echo, "before")
-    label_scores = {}
-    if labeled:
-        echo("ftune: zero- and few-shot prompting of the base model ...")
-        label_scores = labeled.base_scores(config, prepared.model, tokenizer, template)
+
+    def measure_base() -> dict[str, Any]:
+        before = _measure(config, prepared.model, tokenizer, template, validation_items, collator, prompts, eos_ids,
+                          echo, "before")
+        label_scores = {}
+        if labeled:
+            echo("ftune: zero- and few-shot prompting of the base model ...")
+            label_scores = labeled.base_scores(config, prepared.model, tokenizer, template)
+        return {"before": before, "labels": label_scores}
+
+    base = run.measured_once("before.json", measure_base)
+    before, label_scores = base["before"], base["labels"]
 
     training = run_training(session, config, echo)
     after = _measure(config, session.trainer.model, tokenizer, template, validation_items, collator, prompts,

@@ -21,8 +21,14 @@ STATUS = "status.json"
 class RunDir:
     """``<parent>/<timestamp>-<name>/`` with atomic writers for each artefact."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, resume_from: Path | None = None):
         self.path = Path(path)
+        self.resume_from = resume_from  # the checkpoint an interrupted run continues from
+
+    @classmethod
+    def resuming(cls, path: str | Path, checkpoint: Path) -> "RunDir":
+        """An interrupted run's existing directory, continued from ``checkpoint``."""
+        return cls(Path(path), checkpoint)
 
     @classmethod
     def reserve(cls, parent: str | Path, name: str) -> "RunDir":
@@ -70,6 +76,16 @@ class RunDir:
     def write_json(self, name: str, data: Any) -> Path:
         return self.write_text(name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
+    def measured_once(self, name: str, measure) -> Any:
+        """``measure()``, kept in the run as ``name``; a resumed run reads it back instead of
+        measuring again (the base model before training does not change)."""
+        path = self.path / name
+        if self.resume_from is not None and path.is_file():
+            return json.loads(path.read_text())
+        value = measure()
+        self.write_json(name, value)
+        return value
+
     def append_log(self, record: dict[str, Any]) -> None:
         with open(self.path / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -90,6 +106,16 @@ class RunDir:
             shutil.rmtree(self.model_dir)
         os.replace(staging, self.model_dir)
         return self.model_dir
+
+
+def use_recorded_data_paths(config, path: str | Path) -> None:
+    """Point ``config.data`` at the files the run at ``path`` read (its ``data.json``), not at
+    paths relative to today's working directory."""
+    manifest = Path(path) / "data.json"
+    if manifest.is_file():
+        for entry in json.loads(manifest.read_text()).get("files", []):
+            if entry.get("role") in ("train", "validation") and entry.get("path"):
+                setattr(config.data, entry["role"], entry["path"])
 
 
 def read_status(path: str | Path) -> dict[str, Any] | None:

@@ -41,6 +41,9 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
     require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
             "train.early_stopping_patience", "must be at least 1 (or empty to turn it off)")
     require(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
+    require(_checkpoint_interval_ok(t.checkpoint_every), "train.checkpoint_every",
+            "must be a number of optimizer steps (200), of minutes (10m), or off")
+    require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
     require(t.memory_limit is None or _memory_size_ok(t.memory_limit), "train.memory_limit",
             "must be a memory size such as 16GB or 900MB")
     require(not (t.precision == "fp16" and t.device in ("cpu", "mps")), "train.precision",
@@ -154,3 +157,13 @@ def _memory_size_ok(text: str) -> bool:
         return parse_memory_size(text) > 0
     except ValueError:
         return False
+
+
+def _checkpoint_interval_ok(value) -> bool:
+    from ftune.config.units import CheckpointInterval
+
+    try:
+        CheckpointInterval.parse(value)
+    except ValueError:
+        return False
+    return True

@@ -1,14 +1,19 @@
-"""Trainer callbacks: progress with an ETA, the step log, the time budget, best-model keeping."""
+"""Trainer callbacks: progress with an ETA, the step log, the time budget, best-model keeping,
+checkpoints on an interval, and the test-only crash points."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from ftune.config.units import CheckpointInterval
 from ftune.runs.run_dir import RunDir
 from ftune.training.schedule import ProgressSchedule
+
+BEST_WEIGHTS = "best-weights.safetensors"
 
 
 class ProgressBar(TrainerCallback):
@@ -88,6 +93,14 @@ class StopAndEvaluate(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.schedule.start_clock()
 
+    def save_checkpoint_state(self, directory) -> dict[str, Any]:
+        return {"elapsed_seconds": self.schedule.elapsed(), "stopped_by_time": self.stopped_by_time}
+
+    def restore_checkpoint_state(self, state: dict[str, Any], directory) -> None:
+        """The time budget goes on from what the interrupted run had spent."""
+        self.schedule.spent_before = float(state["elapsed_seconds"])
+        self.stopped_by_time = bool(state["stopped_by_time"])
+
     def on_step_end(self, args, state, control, **kwargs):
         if self.schedule.time_is_up():
             self.stopped_by_time = True
@@ -130,6 +143,24 @@ class KeepBest(TrainerCallback):
                 control.should_training_stop = True
         return control
 
+    def save_checkpoint_state(self, directory) -> dict[str, Any]:
+        """The best weights so far beside the checkpoint, and the early-stopping count."""
+        if self.best_state is not None:
+            from safetensors.torch import save_file
+
+            save_file({n: t.contiguous() for n, t in self.best_state.items()}, str(Path(directory) / BEST_WEIGHTS))
+        return {"best_value": self.best_value, "best_step": self.best_step,
+                "evaluations_without_gain": self.evaluations_without_gain}
+
+    def restore_checkpoint_state(self, state: dict[str, Any], directory) -> None:
+        self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self.evaluations_without_gain = state["evaluations_without_gain"]
+        path = Path(directory) / BEST_WEIGHTS
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            self.best_state = load_file(str(path))
+
     def restore_best(self) -> None:
         if self.best_state is None or self.model is None:
             return
@@ -139,3 +170,45 @@ class KeepBest(TrainerCallback):
             for name, parameter in self.model.named_parameters():
                 if name in self.best_state:
                     parameter.copy_(self.best_state[name])
+
+
+class CheckpointEvery(TrainerCallback):
+    """Ask the Trainer for a checkpoint every N optimizer steps or every N minutes of training
+    (not at the last step: the finished model is saved instead)."""
+
+    def __init__(self, interval: CheckpointInterval, schedule: ProgressSchedule):
+        self.interval = interval
+        self.schedule = schedule
+        self.last_saved = 0.0  # training seconds at the last checkpoint
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            return control
+        if self.interval.steps and state.global_step % self.interval.steps == 0:
+            control.should_save = True
+        elif self.interval.seconds and self.schedule.elapsed() - self.last_saved >= self.interval.seconds:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last_saved = self.schedule.elapsed()
+
+    def restore_checkpoint_state(self, state: dict[str, Any], directory) -> None:
+        self.last_saved = float(state["elapsed_seconds"])
+
+    def save_checkpoint_state(self, directory) -> dict[str, Any]:
+        return {"elapsed_seconds": self.schedule.elapsed()}
+
+
+class CrashPoints(TrainerCallback):
+    """``FTUNE_KILL_AT=step:N`` or ``evaluate:N`` (``ftune.training.faults``): SIGKILL there."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        from ftune.training import faults
+
+        faults.maybe_kill("step", state.global_step)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        from ftune.training import faults
+
+        faults.maybe_kill("evaluate", state.global_step)

@@ -8,6 +8,7 @@ Ctrl-C handling, the step log) lives here once.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 from ftune.config import Config
 from ftune.errors import MethodNotApplicable
+from ftune.training.checkpoints import checkpoint_step
 
 
 @dataclass
@@ -71,17 +73,19 @@ def default_run_name(config: Config) -> str:
     return f"{Path(config.model.name).name}-{config.method.name}"
 
 
-def start_run(config: Config, method, load_task: Callable[..., Any], suffix: str = "", echo=print):
+def start_run(config: Config, method, load_task: Callable[..., Any], suffix: str = "", echo=print, resume=None):
     """What every run does before training: reserve its directory (created only once the memory
-    plan passes, by ``open_run``) and load the model with the technique applied.
+    plan passes, by ``open_run``), or take the interrupted run's (``resume``: a RunDir with
+    ``resume_from`` set), and load the model with the technique applied.
     Returns (run directory, prepared model)."""
     from ftune.runs.run_dir import RunDir
 
-    run = RunDir.reserve(config.run.dir, config.run.name or "-".join(filter(None, [default_run_name(config), suffix])))
+    run = resume or RunDir.reserve(config.run.dir, config.run.name
+                                   or "-".join(filter(None, [default_run_name(config), suffix])))
     return run, prepare_model(config, method, load_task, echo)
 
 
-def start_generative_run(config: Config, method, data, suffix: str, echo=print) -> GenerativeStart:
+def start_generative_run(config: Config, method, data, suffix: str, echo=print, resume=None) -> GenerativeStart:
     """``start_run`` for SFT and DPO, after the data's notices: the causal LM and the chat template."""
     from ftune.data.templates import resolve_template
     from ftune.models.load import load_causal_lm
@@ -90,7 +94,7 @@ def start_generative_run(config: Config, method, data, suffix: str, echo=print) 
         echo(f"ftune: {notice}")
     run, prepared = start_run(
         config, method, lambda **options: load_causal_lm(config.model.name, config.model.trust_remote_code, **options),
-        suffix, echo)
+        suffix, echo, resume)
     return GenerativeStart(run, method, prepared, resolve_template(config.data.template, prepared.task.tokenizer))
 
 
@@ -99,6 +103,11 @@ def open_run(run, config: Config, manifest: dict[str, Any], plan=None, echo=prin
     the resolved config, the data manifest and a status that says the run has started."""
     from ftune.settings.dump import render_config
 
+    if run.resume_from is not None:
+        _check_same_data(run, manifest)
+        run.update_status(state="started", pid=os.getpid(), resumed_from_step=checkpoint_step(run.resume_from))
+        echo(f"ftune: resuming {run.path} from {run.resume_from.name}")
+        return
     run.make()
     run.write_text("config.yaml", render_config(config))
     run.write_json("data.json", manifest)
@@ -107,10 +116,28 @@ def open_run(run, config: Config, manifest: dict[str, Any], plan=None, echo=prin
     echo(f"ftune: run directory {run.path}")
 
 
+def _check_same_data(run, manifest: dict[str, Any]) -> None:
+    """A resumed run must read the very files it started on."""
+    import json
+
+    from ftune.errors import FtuneError
+
+    recorded = json.loads((run.path / "data.json").read_text()).get("files", [])
+    before = {entry["role"]: entry.get("sha256") for entry in recorded}
+    for entry in manifest.get("files", []):
+        if before.get(entry["role"]) not in (None, entry.get("sha256")):
+            raise FtuneError(f"--resume {run.path}: {entry['path']} ({entry['role']} data) has changed since the "
+                             "run started; resuming would train on other data. Start a new run instead.")
+
+
 def finish_run(run, training: dict[str, Any]) -> None:
-    """Mark the run finished (its model is saved): ``ftune`` stops reporting it as unfinished."""
+    """Mark the run finished (its model is saved): ``ftune`` stops reporting it as unfinished.
+    Its checkpoints go: the saved model supersedes them."""
+    from ftune.training.checkpoints import remove_checkpoints
+
     run.update_status(state="finished", last_step=training.get("optimizer_steps"),
                       peak_memory_mb=training.get("peak_training_memory_mb"))
+    remove_checkpoints(run.path)
 
 
 @dataclass
@@ -119,6 +146,7 @@ class TrainingSession:
     prepared: PreparedModel
     stop: Any
     keep_best: Any
+    run: Any = None  # RunDir
     memory_plan: Any = None  # ftune.training.memory_plan.MemoryPlan, once made
 
 
@@ -135,7 +163,9 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from ftune.training.callbacks import KeepBest, ProgressBar, StepLog, StopAndEvaluate
+    from ftune.config.units import CheckpointInterval
+    from ftune.training import faults
+    from ftune.training.callbacks import CheckpointEvery, CrashPoints, KeepBest, ProgressBar, StepLog, StopAndEvaluate
     from ftune.training.schedule import ProgressSchedule
     from ftune.training.trainer import ScheduledTrainer, with_schedule
 
@@ -179,15 +209,21 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     args = (args_class or TrainingArguments)(**arguments)
     stop = StopAndEvaluate(schedule)
     keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better)
+    callbacks = [stop, keep_best, ProgressBar(schedule), StepLog(run, schedule, prepared.plan.device)]
+    interval = CheckpointInterval.parse(t.checkpoint_every)
+    if interval.enabled:
+        callbacks.append(CheckpointEvery(interval, schedule))
+    if os.environ.get(faults.VARIABLE):
+        callbacks.append(CrashPoints())
     trainer = (with_schedule(trainer_class) if trainer_class else ScheduledTrainer)(
         schedule=schedule, model=prepared.model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=collator, compute_metrics=compute_metrics,
-        callbacks=[stop, keep_best, ProgressBar(schedule), StepLog(run, schedule, prepared.plan.device)],
+        data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks,
         **(extra_trainer_kwargs or {}),
     )
+    trainer.checkpoint_run, trainer.keep_checkpoints = run.path, t.keep_checkpoints
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return TrainingSession(trainer, prepared, stop, keep_best)
+    return TrainingSession(trainer, prepared, stop, keep_best, run)
 
 
 def run_training(session: TrainingSession, config: Config, echo=print) -> dict[str, Any]:
@@ -198,10 +234,16 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
     trainer = session.trainer
     device = session.prepared.plan.device
     phase_only = reset_peak_memory(device)
-    started = time.monotonic()
+    resume_from, spent_before = session.run.resume_from if session.run else None, 0.0
+    if resume_from is not None:
+        from ftune.training.checkpoints import restore_ftune_state
+
+        restore_ftune_state(trainer, resume_from, session.run.path)
+        spent_before = session.stop.schedule.spent_before
+    started = time.monotonic() - spent_before
     interrupted = False
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except KeyboardInterrupt:
         interrupted = True
         echo("\nftune: interrupted: evaluating and saving the model as it is (Ctrl-C again to abort)")
@@ -224,6 +266,7 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         "tokens_per_second": round((state.num_input_tokens_seen or 0) / training_seconds, 1),
         "stopped_by_time_budget": session.stop.stopped_by_time,
         "interrupted": interrupted,
+        "resumed_from_step": checkpoint_step(resume_from) if resume_from else None,
         "best_step": session.keep_best.best_step,
         "device": prepared.plan.device, "precision": prepared.plan.precision,
         "model_memory_mb": _model_memory_mb(prepared.model),

@@ -18,9 +18,10 @@ class ProgressSchedule:
         self.kind = kind
         self.budget_seconds = budget_seconds
         self.started = time.monotonic()
+        self.spent_before = 0.0  # seconds a resumed run had already trained
 
     def start_clock(self) -> None:
-        self.started = time.monotonic()
+        self.started = time.monotonic() - self.spent_before
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ftune.training.micro_batch import split_batch
 from ftune.training.schedule import ProgressSchedule
@@ -23,6 +24,60 @@ class ScheduleMixin:
             self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.progress_schedule.multiplier)
             self._created_lr_scheduler = True
         return self.lr_scheduler
+
+
+class ResumableMixin:
+    """What makes a resumed run the same as an uninterrupted one: checkpoints in the run
+    directory, written atomically (``ftune.training.checkpoints``; none before the run
+    directory exists, ``checkpoint_run`` unset), and a data order that depends only on the seed
+    and the epoch, so a run resumed mid-epoch sees the batches it would have seen."""
+
+    checkpoint_run = None  # Path of the run directory
+    keep_checkpoints: int = 2
+    _staging_output: str | None = None
+
+    def _save_checkpoint(self, model, trial):
+        if self.checkpoint_run is None:
+            return
+        from ftune.training.checkpoints import write_atomically
+
+        parent_save = super()._save_checkpoint
+
+        def save(staging: str) -> None:
+            self._staging_output = staging
+            try:
+                parent_save(model, trial)
+            finally:
+                self._staging_output = None
+
+        write_atomically(self, save, self.checkpoint_run, self.keep_checkpoints)
+
+    def _get_output_dir(self, trial):
+        return self._staging_output or super()._get_output_dir(trial)
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            sampler.__class__ = EpochSeededLengthGroupedSampler
+            sampler.seed, sampler.epoch = self.args.data_seed or self.args.seed, 0
+        return sampler
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order, drawn from ``seed + epoch`` rather than from the
+    global random state (which a resumed process reaches by another path)."""
+
+    seed: int = 0
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        import torch
+
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
 
 class MicroBatchMixin:
@@ -93,8 +148,9 @@ class ResponseLossTrainer(Trainer):
 
 def with_schedule(trainer_class: type = Trainer) -> type:
     """``trainer_class`` (the Trainer, ResponseLossTrainer, TRL's DPOTrainer, ...) with ftune's
-    schedule and memory-planned micro-batches."""
-    return type(f"Scheduled{trainer_class.__name__}", (MicroBatchMixin, ScheduleMixin, trainer_class), {})
+    schedule, memory-planned micro-batches and atomic checkpoints."""
+    return type(f"Scheduled{trainer_class.__name__}", (ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class),
+                {})
 
 
 ScheduledTrainer = with_schedule(Trainer)
