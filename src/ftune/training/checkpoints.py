@@ -145,7 +145,7 @@ def resumable_checkpoint(run_path: Path) -> Path:
     found = latest_checkpoint(run_path)
     if found is None:
         raise FtuneError(f"--resume {run_path}: the run has no complete checkpoint to resume from (it saves one "
-                         "every train.checkpoint_every; the default is 10m). Start it again with ftune train.")
+                         "every train.checkpoint_every; the default is 5m). Start it again with ftune train.")
     return found
 
 
