@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from ftune.errors import FtuneError
@@ -56,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftune: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in _WRITE_FAILURES:
+            raise
+        # a full disk or a read-only place met while writing: say which file, without a traceback
+        where = f" {error.filename}" if error.filename else ""
+        print(f"ftune: cannot write{where}: {error.strerror or error}", file=sys.stderr)
+        return 2
+
+
+_WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _report_unfinished_runs() -> None:

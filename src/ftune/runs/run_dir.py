@@ -108,6 +108,18 @@ class RunDir:
         return self.model_dir
 
 
+def unwritable_reason(parent: str | Path) -> str | None:
+    """Why run directories cannot be created under ``parent`` (tried for real), or None."""
+    try:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".ftune-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def use_recorded_data_paths(config, path: str | Path) -> None:
     """Point ``config.data`` at the files the run at ``path`` read (its ``data.json``), not at
     paths relative to today's working directory."""

@@ -78,8 +78,13 @@ def start_run(config: Config, method, load_task: Callable[..., Any], suffix: str
     plan passes, by ``open_run``), or take the interrupted run's (``resume``: a RunDir with
     ``resume_from`` set), and load the model with the technique applied.
     Returns (run directory, prepared model)."""
-    from ftune.runs.run_dir import RunDir
+    from ftune.errors import FtuneError
+    from ftune.runs.run_dir import RunDir, unwritable_reason
 
+    problem = unwritable_reason(resume.path if resume else config.run.dir)
+    if problem:  # before minutes of loading and training, not at the first save
+        where = f"--resume {resume.path}" if resume else f"run.dir = {config.run.dir!r}"
+        raise FtuneError(f"{where}: cannot write there ({problem}); choose a writable place")
     run = resume or RunDir.reserve(config.run.dir, config.run.name
                                    or "-".join(filter(None, [default_run_name(config), suffix])))
     return run, prepare_model(config, method, load_task, echo)
