@@ -116,3 +116,34 @@ def test_a_tsv_named_csv_is_blamed_on_the_delimiter_not_the_label_column(tiny_be
     result = run_ftune("train", f"model={tiny_bert_dir}", f"data.train={wrong_name}", cwd=tmp_path)
     _clear_error(result, "looks tab-separated", "data.delimiter")
     assert "label_column" not in result.stderr
+
+
+def test_predict_refuses_empty_texts_instead_of_guessing_a_label(classifier_run, tmp_path):
+    _clear_error(run_ftune("predict", str(classifier_run), "a warm film", "", "   ", cwd=tmp_path),
+                 "texts 2, 3 (of 3) are empty")
+    blank_rows = tmp_path / "texts.csv"
+    blank_rows.write_text("text,label\na warm film,positive\n,negative\n   ,positive\n")
+    result = run_ftune("predict", str(classifier_run), "--data", str(blank_rows), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.splitlines()) == 1  # only the row with text
+    assert "line 3" in result.stderr and "line 4" in result.stderr  # the blank ones, reported by line
+
+
+def test_labels_spelled_differently_are_one_label_with_a_notice(tmp_path):
+    from ftune.config.schema import DataConfig
+    from ftune.data.prepare import build_classification_data
+
+    rows = [("a warm film", "positive"), ("a fine cast", "Positive "), ("great fun", "POSITIVE"),
+            ("a dull plot", "negative"), ("two hours lost", "negative"), ("weak jokes", "Negative")] * 4
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f"{t} {i},{label}\n" for i, (t, label) in enumerate(rows)))
+    validation = tmp_path / "validation.csv"
+    validation.write_text("text,label\nlovely,POSITIVE\nawful,negative\nodd,neutral\n")
+    data = build_classification_data(DataConfig(train=str(train), validation=str(validation), max_bad_fraction=0.5),
+                                     seed=1)
+    assert data.label_names == ["negative", "positive"]
+    merged = next(n for n in data.notices if "differ only in case" in n)
+    assert '"POSITIVE" (4 rows) -> "positive"' in merged and '"Negative" (4 rows) -> "negative"' in merged
+    assert '"Positive" (4 rows) -> "positive"' in merged  # the stripped spelling; spaces never count
+    assert [data.label_names[i] for i in data.validation.label_ids] == ["positive", "negative"]
+    assert any('line 4  unknown label "neutral"' in n for n in data.notices)  # a real unknown stays one

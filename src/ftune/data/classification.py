@@ -32,6 +32,7 @@ class LabeledExamples:
     text_columns: list[Column]
     label_column: Column
     max_bad_fraction: float = 0.05  # the limit it was loaded with, for format_bad_rows
+    notices: list[str] | None = None  # e.g. label spellings merged
 
 
 def load_labeled_file(
@@ -70,7 +71,8 @@ def load_labeled_file(
     if not text_keys:
         text_keys = detect_text_columns(table, keys, label_key)
 
-    allowed = [str(a).strip() for a in allowed_labels] if allowed_labels is not None else None
+    allowed = ({spelling_key(str(a)): str(a).strip() for a in allowed_labels}
+               if allowed_labels is not None else None)
     where = "key" if table.format in ("json", "jsonl") else "column"
     texts, labels, lines, bad_rows = [], [], [], list(table.bad_rows)
     for record in table.records:
@@ -86,6 +88,8 @@ def load_labeled_file(
     total = table.total_rows
     if not texts:
         raise _no_rows_error(shown, total, bad_rows)
+    labels, merged = unify_label_spellings(labels, allowed)
+    notices = [f"{shown}: labels that differ only in case or spacing were merged: {merged}"] if merged else []
     if len(bad_rows) / total > max_bad_fraction:
         raise DataError(
             f"{shown}: {len(bad_rows):,} of {total:,} rows are bad "
@@ -93,8 +97,27 @@ def load_labeled_file(
             f"{max_bad_fraction * 100:g}%)\n" + "\n".join(bad_row_lines(bad_rows, 20))
         )
     return LabeledExamples(
-        shown, texts, labels, lines, bad_rows, total, text_keys, label_key, max_bad_fraction
+        shown, texts, labels, lines, bad_rows, total, text_keys, label_key, max_bad_fraction, notices
     )
+
+
+def unify_label_spellings(labels: list[str], allowed: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """Labels that differ only in case ("Positive", "positive") as one label: the allowed
+    spelling, else the most frequent one. Returns the labels and what was merged ("" if nothing):
+    '"Positive" (3 rows) -> "positive"'."""
+    canonical = dict(allowed or {})
+    for label, _ in Counter(labels).most_common():
+        canonical.setdefault(spelling_key(label), label)
+    merged = Counter((label, canonical[spelling_key(label)]) for label in labels if canonical[spelling_key(label)] != label)
+    if not merged:
+        return labels, ""
+    text = ", ".join(f'"{old}" ({n:,} row{"s" if n > 1 else ""}) -> "{new}"' for (old, new), n in sorted(merged.items()))
+    return [canonical[spelling_key(label)] for label in labels], text
+
+
+def spelling_key(label: str) -> str:
+    """What two spellings of one label share: case and runs of spaces do not count."""
+    return " ".join(label.split()).casefold()
 
 
 def format_bad_rows(
@@ -171,7 +194,7 @@ def _check_row(
     text_keys: list[Column],
     label_key: Column,
     where: str,
-    allowed: list[str] | None,
+    allowed: dict[str, str] | None,
 ) -> tuple[list[str], str, list[str]]:
     """(non-empty text parts, label, problems) of one record."""
     values = [cell(record, key) for key in text_keys]
@@ -189,8 +212,8 @@ def _check_row(
     if problem or not label:
         state = "missing" if value is MISSING else "empty"
         problems.append(problem or f"{state} label in {where} {show_column(label_key)}")
-    elif allowed is not None and label not in allowed:
-        problems.append(f'unknown label "{label}" (expected one of: {", ".join(allowed)})')
+    elif allowed is not None and spelling_key(label) not in allowed:
+        problems.append(f'unknown label "{label}" (expected one of: {", ".join(allowed.values())})')
     return parts, label, problems
 
 

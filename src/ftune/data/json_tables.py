@@ -31,6 +31,9 @@ def read_jsonl_table(
         except json.JSONDecodeError as e:
             bad_rows.append(BadRow(path, number, f"invalid JSON ({e.msg} at column {e.colno})"))
             continue
+        except RecursionError:
+            bad_rows.append(BadRow(path, number, "JSON nested too deeply to be a row"))
+            continue
         if not isinstance(obj, dict):
             reason = f"expected a JSON object, found {_json_type(obj)}"
             bad_rows.append(BadRow(path, number, reason))
@@ -59,6 +62,8 @@ def read_json_table(raw: bytes, path: str) -> Table:
             return read_jsonl_table(enumerate(text.split("\n"), start=1), path, [], fmt="json")
         where = f"line {e.lineno}, column {e.colno}"
         raise DataError(f"{path}: {where}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be a table of rows") from None
 
     key = None
     if isinstance(doc, dict):

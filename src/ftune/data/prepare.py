@@ -50,6 +50,7 @@ def build_classification_data(data: DataConfig, seed: int) -> ClassificationData
         )
         if examples.bad_rows:
             notices.append(format_bad_rows(examples))
+        notices.extend(examples.notices or [])
         files.append({
             "role": role, "path": str(path.resolve()), "sha256": file_sha256(path),
             "rows": examples.total_rows, "used_rows": len(examples.texts), "bad_rows": len(examples.bad_rows),

@@ -77,6 +77,13 @@ def predict_run(run_dir: str | Path, texts: list[str] | None, path: str | None,
             from ftune.data.classification import format_bad_rows
 
             print(f"ftune: {format_bad_rows(bad_rows)}", file=sys.stderr)
+    empty = [i for i, text in enumerate(texts or []) if not isinstance(text, str) or not text.strip()]
+    if empty:  # a label for nothing would be a guess shown as an answer
+        from ftune.errors import DataError
+
+        shown = ", ".join(str(i + 1) for i in empty[:10]) + (" ..." if len(empty) > 10 else "")
+        raise DataError(f"text{'s' if len(empty) > 1 else ''} {shown} (of {len(texts)}) "
+                        f"{'are' if len(empty) > 1 else 'is'} empty or not a string; there is nothing to classify")
     classifier = load_run_classifier(run_dir)
     probabilities = predict_probabilities(classifier.model, classifier.tokenizer, texts,
                                           classifier.max_length, progress=True)

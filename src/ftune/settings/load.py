@@ -73,13 +73,20 @@ def resolve_settings(settings: dict[str, Setting], problems: list[str] | None = 
 def _read_yaml(path: Path, problems: list[str]) -> dict[str, Setting]:
     if not path.is_file():
         raise ConfigError([f"{path}: config file not found"])
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError([f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x}); save the config as UTF-8"]) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError([f"{where}: not valid YAML ({getattr(err, 'problem', err)})"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: nested too deeply to be a config"]) from None
     settings: dict[str, Setting] = {}
     if root is None:
         return settings
