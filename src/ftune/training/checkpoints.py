@@ -56,10 +56,19 @@ def checkpoint_step(checkpoint: Path) -> int:
 def write_atomically(trainer, save, run_path: Path, keep: int) -> Path:
     """Run transformers' ``save()`` into the staging directory, add ftune's part, sync, rename
     into place, and keep the last ``keep`` checkpoints."""
+    from ftune.runs.run_dir import RunDir, directory_size, read_status
+
     root = checkpoint_root(run_path)
     staging = root / STAGING
+    started = time.monotonic()
     try:
-        return _write(trainer, save, run_path, root, staging, keep)
+        written = _write(trainer, save, run_path, root, staging, keep)
+        status = read_status(run_path) or {}
+        RunDir(run_path).update_status(  # what checkpoints cost, for the user and bench/checkpoint_overhead.py
+            checkpoints_written=status.get("checkpoints_written", 0) + 1,
+            checkpoint_seconds=round(status.get("checkpoint_seconds", 0.0) + time.monotonic() - started, 3),
+            last_checkpoint={"step": trainer.state.global_step, "mb": round(directory_size(written) / 2**20, 1)})
+        return written
     except OSError as error:  # a full disk, a directory made read-only: the last complete one stays
         shutil.rmtree(staging, ignore_errors=True)
         last = latest_checkpoint(run_path)
