@@ -25,6 +25,10 @@ def sft_run(tmp_path_factory, tiny_llama_dir):
 def test_sft_run_reports_before_and_after_and_ships_a_model(sft_run):
     _, run, result = sft_run
     assert "base model (before)" in result.stdout and "fine-tuned (after)" in result.stdout
+    # the before/after measurement says what it will cost before spending it, and how long it took
+    assert ("measuring the model before training: response loss on 3 held-out examples and its greedy replies "
+            "to 2 held-out prompts (up to 6 new tokens each" in result.stdout)
+    assert "measured before training in" in result.stdout and "measured after training in" in result.stdout
     metrics = read_json(run / "metrics.json")
     before, after = metrics["validation"]["before"], metrics["validation"]["after"]
     assert after["loss"] < before["loss"], (before, after)

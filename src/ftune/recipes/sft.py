@@ -121,7 +121,14 @@ def _measure(config, model, tokenizer, template, items, collator, prompts, eos_i
     from ftune.data.masking import encode_prompt
     from ftune.eval.generative import generate_replies, response_loss
 
-    echo(f"ftune: measuring the model {when} training ...")
+    import time
+
+    started = time.monotonic()
+    replies = (f" and its greedy replies to {len(prompts)} held-out prompt{'s' if len(prompts) != 1 else ''} "
+               f"(up to {config.generate.max_new_tokens} new tokens each; generate.samples=0 skips them)"
+               if prompts else "")
+    echo(f"ftune: measuring the model {when} training: response loss on {len(items):,} held-out examples{replies}"
+         + ("; the same is measured after training" if when == "before" else ""))
     scores = response_loss(model, items, collator, batch_size=_scoring_batch_size(config))
     samples = []
     if prompts:
@@ -130,6 +137,7 @@ def _measure(config, model, tokenizer, template, items, collator, prompts, eos_i
                                    max_new_tokens=g.max_new_tokens, temperature=0.0, top_p=1.0, eos_ids=eos_ids)
         scores["samples_ended_with_eos"] = sum(s["ended_with_eos"] for s in samples)
         scores["samples"] = len(samples)
+    echo(f"ftune: measured {when} training in {time.monotonic() - started:.0f} s")
     return {"scores": scores, "samples": samples}
 
 
