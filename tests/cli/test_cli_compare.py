@@ -68,6 +68,20 @@ def test_resume_reruns_only_what_did_not_finish(tmp_path, tiny_bert_dir):
     assert {r["method"]: r["status"] for r in csv.DictReader((out / "results.csv").open())}["ia3"] == "ok"
 
 
+def test_resume_continues_a_killed_technique_from_its_checkpoint(tmp_path, tiny_bert_dir):
+    settings = [f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}", "methods=lora", *FAST,
+                "train.max_steps=8", "train.checkpoint_every=3", "--out", str(tmp_path / "cmp")]
+    killed = run_ftune("compare", *settings, cwd=tmp_path, timeout=300, env={"FTUNE_KILL_AT": "step:7"})
+    slot = tmp_path / "cmp" / "lora-seed42"
+    assert read_json(slot / "result.json")["status"] == "failed"  # the worker died at step 7
+    again = run_ftune("compare", "--resume", str(tmp_path / "cmp"), cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, killed.stdout[-2000:] + again.stdout[-2000:] + again.stderr[-2000:]
+    (run,) = [p for p in slot.iterdir() if (p / "config.yaml").is_file()]  # the same run, continued
+    training = read_json(run / "metrics.json")["training"]
+    assert training["resumed_from_step"] == 6 and training["optimizer_steps"] == 8
+    assert {r["method"]: r["status"] for r in csv.DictReader((tmp_path / "cmp" / "results.csv").open())}["lora"] == "ok"
+
+
 def test_impossible_combinations_fail_before_anything_runs(tmp_path, tiny_bert_dir):
     result = run_ftune("compare", f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
                        "methods=lora,qlora,nope", "train.max_steps=2", "run.merge=true", cwd=tmp_path)
