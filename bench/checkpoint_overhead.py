@@ -7,7 +7,7 @@ takes the time each checkpoint took to write (``status.json``), and projects the
 the default interval (``train.checkpoint_every=5m``): seconds per checkpoint / 300 s.
 Prints one JSON object.
 
-    python bench/checkpoint_overhead.py --steps 40 --every 10
+    python bench/checkpoint_overhead.py --steps 24 --every 6
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def train(arguments: list[str], every: str) -> dict:
         status = json.loads((run / "status.json").read_text())
     return {"tokens_per_second": training["tokens_per_second"], "training_seconds": training["seconds"]
             - training["evaluation_seconds"], "steps": training["optimizer_steps"],
-            "checkpoints": status.get("checkpoints_written", 0), "checkpoint_seconds": status.get("checkpoint_seconds", 0.0),
+            "checkpoints": status.get("checkpoints_written", 0),
+            "checkpoint_seconds": status.get("checkpoint_seconds", 0.0),
             "checkpoint_mb": (status.get("last_checkpoint") or {}).get("mb")}
 
 
@@ -45,14 +46,16 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--method", default="lora")
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--every", type=int, default=10, help="checkpoint interval of the measured run, in steps")
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--every", type=int, default=6, help="checkpoint interval of the measured run, in steps")
     parser.add_argument("--rows", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     if not Path(args.data).is_file():
         sys.exit(f"{args.data} not found (the shared data sets live in ../shared/data)")
     arguments = [f"model={args.model}", f"data.train={args.data}", f"method={args.method}",
                  f"train.max_steps={args.steps}", f"data.max_rows={args.rows}", "generate.samples=0",
+                 f"train.batch_size={args.batch_size}",
                  "train.evals_per_epoch=1"]
     print("bench: without checkpoints ...", file=sys.stderr, flush=True)
     without = train(arguments, "off")
@@ -60,7 +63,8 @@ def main() -> None:
     with_ = train(arguments, str(args.every))
     per_checkpoint = with_["checkpoint_seconds"] / max(with_["checkpoints"], 1)
     print(json.dumps({
-        "model": args.model, "method": args.method, "steps": args.steps, "checkpoint_every_steps": args.every,
+        "model": args.model, "method": args.method, "steps": args.steps, "batch_size": args.batch_size,
+        "checkpoint_every_steps": args.every,
         "tokens_per_s_without_checkpoints": without["tokens_per_second"],
         "tokens_per_s_with_checkpoints": with_["tokens_per_second"],
         "with_over_without": round(with_["tokens_per_second"] / without["tokens_per_second"], 4),

@@ -4,7 +4,8 @@ Whatever the input (random bytes, broken CSV quoting, BOMs, CRLF, NUL bytes, JSO
 and type, truncated gzip, deep nesting, huge lines, labels spelled in several ways), reading it
 must end in one of two ways: data (with bad rows reported by line) or an ftune error that
 says what is wrong. Never another exception, never a hang (each example has a deadline).
-3,000 generated cases (each read by all seven readers), about 25 s; ``--hypothesis-show-statistics`` prints the counts."""
+3,000 generated cases (each read by all seven readers), about 25 s;
+``--hypothesis-show-statistics`` prints the counts."""
 
 from __future__ import annotations
 
