@@ -148,3 +148,19 @@ def test_config_errors_never_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert 'Did you mean "method.alpha"?' in result.stderr
+
+
+@pytest.mark.parametrize("written, steps, seconds", [("off", None, None), ("", None, None), ("200", 200, None),
+                                                     ("10m", None, 600.0), ("2.5 minutes", None, 150.0)])
+def test_checkpoint_every_in_steps_or_minutes(written, steps, seconds):
+    from ftune.config.units import CheckpointInterval
+
+    config = load_config(None, [f"train.checkpoint_every={written}"])  # YAML reads a bare off as false
+    interval = CheckpointInterval.parse(config.train.checkpoint_every)
+    assert (interval.steps, interval.seconds) == (steps, seconds)
+
+
+@pytest.mark.parametrize("written", ["true", "0", "5x", "-3m"])
+def test_checkpoint_every_that_is_no_interval_is_refused(written):
+    with pytest.raises(ConfigError, match="train.checkpoint_every"):
+        load_config(None, [f"train.checkpoint_every={written}"])

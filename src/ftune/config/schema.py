@@ -90,7 +90,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda", "mps"] = setting("auto", "where to train; auto picks CUDA, then MPS, then CPU")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "auto = fp32 on CPU/MPS, bf16 (or fp16) on CUDA")
     threads: int | None = setting(None, "CPU threads for torch; empty = torch's default")
-    checkpoint_every: str | None = setting("5m", "save a resumable checkpoint every N optimizer steps (200) or minutes (10m); empty or off = never. `ftune train --resume RUN` continues from the last one")
+    checkpoint_every: str | bool | None = setting("5m", "save a resumable checkpoint every N optimizer steps (200) or minutes (10m); empty or off = never. `ftune train --resume RUN` continues from the last one")
     keep_checkpoints: int = setting(2, "complete checkpoints kept (older ones are deleted); a finished run deletes them all")
 
 

@@ -27,10 +27,10 @@ class CheckpointInterval:
     seconds: float | None = None
 
     @classmethod
-    def parse(cls, text: str | int | None) -> "CheckpointInterval":
+    def parse(cls, text: str | int | bool | None) -> "CheckpointInterval":
         """``200`` (steps), ``10m`` / ``10min`` / ``0.5 minutes`` (minutes), empty or ``off``."""
-        if text is None or str(text).strip().lower() in ("", "off", "none", "never"):
-            return cls()
+        if text is None or text is False or str(text).strip().lower() in ("", "off", "none", "never", "false"):
+            return cls()  # YAML reads a bare off as false
         value = str(text).strip().lower()
         if re.fullmatch(r"\d+", value) and int(value) >= 1:
             return cls(steps=int(value))
