@@ -60,7 +60,7 @@ def test_minilm_lora_on_sst2_subset_beats_tfidf(tmp_path):
 def test_minilm_on_ag_news_headerless_four_classes(tmp_path):
     need_model("minilm-l6")
     data = shared_file("ag_news/train.csv")
-    result = run_ftune("train", f"data.train={data}", "data.max_rows=2500", "train.max_minutes=1.5",
+    result = run_ftune("train", f"data.train={data}", "data.max_rows=2500", "train.max_minutes=0.75",
                        "data.label_column=0", "data.text_columns=[1,2]", cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     run = only_run_dir(tmp_path)
