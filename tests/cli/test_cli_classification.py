@@ -39,13 +39,33 @@ def test_train_writes_a_complete_reloadable_run(tmp_path, model_fixture, request
     assert any("loss" in r and "learning_rate" in r for r in log)
     assert any("eval_accuracy" in r for r in log)
     metrics = read_json(run / "metrics.json")
-    assert set(metrics["validation"]) == {"model", "majority", "tfidf_logreg"}
+    assert set(metrics["validation"]) == {"model", "majority", "tfidf_logreg", "embeddings_logreg", "knn"}
     assert metrics["validation"]["model"]["n"] == 4
     assert 0 < metrics["training"]["trainable_share"] <= 1
     model_files = {p.name for p in (run / "model").iterdir()}
     assert "ftune-model.json" in model_files and any(n.endswith(".safetensors") for n in model_files)
     assert "tokenizer_config.json" in model_files
     assert read_json(run / "model" / "ftune-model.json")["labels"] == ["negative", "positive"]
+
+    # honest figures: an interval on every accuracy, a verdict against the best baseline, the mistakes
+    for name, scores in metrics["validation"].items():
+        low, high = scores["accuracy_ci"]
+        assert low <= scores["accuracy"] <= high, name
+        assert "_predicted_ids" not in scores  # per-example predictions stay out of metrics.json
+    verdict = metrics["verdict"]
+    baselines = [k for k in metrics["validation"] if k != "model"]
+    best = max(baselines, key=lambda k: metrics["validation"][k]["accuracy"])
+    assert verdict["baseline_key"] == best and verdict["split"] == "validation"
+    assert verdict["outcome"] in ("better", "worse", "indistinguishable")
+    assert f"verdict (validation split): {verdict['text']}" in result.stdout
+    assert "trainable parameters" in verdict["text"] and "MB shipped" in verdict["text"]
+    assert " ± " in result.stdout
+    card = (run / "README.md").read_text()
+    assert f"**Verdict** (validation split): {verdict['text']}." in card and "## Mistakes" in card
+    errors = [json.loads(line) for line in (run / "errors.jsonl").read_text().splitlines()]
+    wrong = round((1 - metrics["validation"]["model"]["accuracy"]) * 4)
+    assert len(errors) == wrong and all(e["true"] != e["predicted"] for e in errors)
+    assert [e["confidence"] for e in errors] == sorted((e["confidence"] for e in errors), reverse=True)
 
     # `ftune eval` on another labeled file (JSONL): its figures agree with its own confusion
     # matrix. (That eval reproduces the in-memory model's training-time figures is checked in

@@ -45,5 +45,8 @@ def run(args) -> int:
     for table in result_tables(result.objective, config, result.metrics):
         print("\n" + table.text())
     print("\n" + "\n".join(training_summary(result.metrics["training"])))
+    verdict = result.metrics.get("verdict")
+    if verdict:
+        print(f"\nverdict ({verdict['split']} split): {verdict['text']}")
     print(f"saved run: {result.run_dir}")
     return 0

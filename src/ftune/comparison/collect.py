@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ftune.comparison.plan import ComparePlan, Slot
+from ftune.eval.baselines import BASELINE_TITLES
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 AVERAGED = ("trainable_params", "trainable_share", "peak_memory_mb", "peak_rss_mb", "model_memory_mb", "wall_time_s", "train_seconds",
@@ -60,9 +61,7 @@ def task_metrics(metrics: dict) -> dict[str, float]:
     return scores
 
 
-BASELINE_NAMES = {"majority": "majority class", "tfidf_logreg": "TF-IDF + logistic regression",
-                  "tfidf_random_forest": "TF-IDF + random forest", "base_zero_shot": "base model, zero-shot",
-                  "base_4_shot": "base model, 4-shot"}
+BASELINE_NAMES = {**BASELINE_TITLES, "base_zero_shot": "base model, zero-shot", "base_4_shot": "base model, 4-shot"}
 
 
 def baseline_metrics(metrics: dict) -> dict[str, dict[str, float]]:

@@ -94,11 +94,20 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "complete checkpoints kept (older ones are deleted); a finished run deletes them all")
 
 
+BASELINE_KINDS = ("majority", "tfidf", "embeddings", "knn")
+
+
 @dataclass
 class EvalConfig:
-    baselines: bool = setting(True, "also train and report the majority-class and bag-of-words baselines")
+    baselines: bool | list[str] = setting(True, "cheap alternatives every classification run is measured against: true = all (majority, tfidf, embeddings: logistic regression on the base model's frozen sentence vectors, knn: nearest training rows by those vectors), false = none, or a list of them")
+    baseline_rows: int = setting(20000, "embeddings and knn baselines: at most this many training rows (a seeded stratified sample), so a large file costs minutes of embedding, not hours")
     baseline_model: Literal["logreg", "random_forest"] = setting("logreg", "bag-of-words baseline classifier on TF-IDF features")
     few_shot: int = setting(4, "labeled data trained as chat: examples shown to the base model for its few-shot baseline")
+
+    def chosen_baselines(self) -> list[str]:
+        if isinstance(self.baselines, bool):
+            return list(BASELINE_KINDS) if self.baselines else []
+        return [kind for kind in BASELINE_KINDS if kind in self.baselines]
 
 
 @dataclass

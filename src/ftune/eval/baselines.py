@@ -11,7 +11,8 @@ def majority_baseline(train_ids: list[int], eval_ids: list[int], label_names: li
     from ftune.eval.metrics import classification_metrics
 
     majority = Counter(train_ids).most_common(1)[0][0]
-    return classification_metrics(eval_ids, [majority] * len(eval_ids), label_names)
+    predicted = [majority] * len(eval_ids)
+    return {**classification_metrics(eval_ids, predicted, label_names), PREDICTIONS: predicted}
 
 
 def tfidf_baseline(
@@ -33,8 +34,28 @@ def tfidf_baseline(
     )
     pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1), classifier)
     pipeline.fit(train_texts, train_ids)
-    return classification_metrics(eval_ids, pipeline.predict(eval_texts).tolist(), label_names)
+    predicted = pipeline.predict(eval_texts).tolist()
+    return {**classification_metrics(eval_ids, predicted, label_names), PREDICTIONS: predicted}
 
+
+def strip_predictions(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A run's metrics without any entry's per-example predictions (splits -> entries -> scores)."""
+    return {split: ({name: without_predictions(scores) if isinstance(scores, dict) else scores
+                     for name, scores in entries.items()} if isinstance(entries, dict) else entries)
+            for split, entries in metrics.items()}
+
+
+def without_predictions(scores: dict[str, Any]) -> dict[str, Any]:
+    """The scores as ``metrics.json`` keeps them: no per-example predictions."""
+    return {k: v for k, v in scores.items() if k not in (PREDICTIONS, CONFIDENCES)}
+
+
+# per-example predicted label ids (and, for the model, the probability of each prediction):
+# kept beside the scores for intervals, paired tests and errors.jsonl, not written to metrics.json
+PREDICTIONS = "_predicted_ids"
+CONFIDENCES = "_confidences"
 
 BASELINE_TITLES = {"majority": "majority class", "tfidf_logreg": "TF-IDF + logistic regression",
-                   "tfidf_random_forest": "TF-IDF + random forest"}
+                   "tfidf_random_forest": "TF-IDF + random forest",
+                   "embeddings_logreg": "frozen embeddings + logistic regression",
+                   "knn": "k-nearest neighbours (k=10, frozen embeddings)"}

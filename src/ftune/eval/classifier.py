@@ -65,12 +65,17 @@ def predict_probabilities(model, tokenizer, texts: list[str], max_length: int, b
 
 def evaluate_texts(model, tokenizer, texts: list[str], label_ids: list[int], label_names: list[str],
                    max_length: int, batch_size: int = 64) -> dict[str, Any]:
-    """Metrics (with cross-entropy loss) of ``model`` on labeled texts."""
+    """Metrics (with cross-entropy loss) of ``model`` on labeled texts, with the per-example
+    predictions beside them (``without_predictions`` drops them)."""
     import numpy as np
 
     from ftune.eval.metrics import classification_metrics
 
+    from ftune.eval.baselines import CONFIDENCES, PREDICTIONS
+
     probabilities = predict_probabilities(model, tokenizer, texts, max_length, batch_size, progress=True)
     true = np.asarray(label_ids)
     loss = float(-np.log(np.clip(probabilities[np.arange(len(true)), true], 1e-12, 1.0)).mean())
-    return classification_metrics(true.tolist(), probabilities.argmax(-1).tolist(), label_names, loss=loss)
+    predicted = probabilities.argmax(-1).tolist()
+    return {**classification_metrics(true.tolist(), predicted, label_names, loss=loss), PREDICTIONS: predicted,
+            CONFIDENCES: probabilities.max(-1).tolist()}

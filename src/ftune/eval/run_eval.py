@@ -55,10 +55,12 @@ def evaluate_run_on_file(run_dir: str | Path, path: str | Path, overrides: list[
         import sys
 
         print(f"ftune: {format_bad_rows(examples)}", file=sys.stderr)
+    from ftune.eval.baselines import without_predictions
+
     index = {name: i for i, name in enumerate(classifier.label_names)}
-    return evaluate_texts(classifier.model, classifier.tokenizer, examples.texts,
-                          [index[label] for label in examples.labels], classifier.label_names,
-                          classifier.max_length, batch_size)
+    return without_predictions(evaluate_texts(classifier.model, classifier.tokenizer, examples.texts,
+                                              [index[label] for label in examples.labels], classifier.label_names,
+                                              classifier.max_length, batch_size))
 
 
 def predict_run(run_dir: str | Path, texts: list[str] | None, path: str | None,

@@ -46,8 +46,30 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
 
     metrics = _evaluate_all(config, model, tokenizer, data)
     metrics["training"] = training
+    _write_errors(run, data, metrics["validation"]["model"])
+    true_ids = {"validation": data.validation.label_ids, **({"test": data.test.label_ids} if data.test else {})}
+
+    def verdict(cost):
+        from ftune.eval.baselines import BASELINE_TITLES
+        from ftune.eval.verdict import classification_run_verdict
+
+        return classification_run_verdict(metrics, true_ids, BASELINE_TITLES, cost=cost, seed=config.train.seed)
+
     return finish_training(run, config, "classification", data.manifest, metrics, method=method, model=model,
-                           tokenizer=tokenizer, extra={"labels": data.label_names})
+                           tokenizer=tokenizer, extra={"labels": data.label_names}, verdict=verdict)
+
+
+def _write_errors(run, data, model_scores: dict[str, Any]) -> None:
+    """``errors.jsonl``: the validation rows the model got wrong, most confident first."""
+    import json
+
+    from ftune.eval.baselines import CONFIDENCES, PREDICTIONS
+    from ftune.eval.failures import misclassified
+
+    split = data.validation
+    errors = misclassified(split.texts, split.label_ids, model_scores[PREDICTIONS], model_scores[CONFIDENCES],
+                           data.label_names)
+    run.write_text("errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
 
 
 def _training_metrics(prediction) -> dict[str, float]:
@@ -80,15 +102,53 @@ def _evaluate_all(config: Config, model, tokenizer, data) -> dict[str, Any]:
     from ftune.eval.classifier import evaluate_texts
 
     splits = {"validation": data.validation, **({"test": data.test} if data.test else {})}
+    chosen = config.eval.chosen_baselines()
+    frozen = _FrozenBaselines(config, data) if {"embeddings", "knn"} & set(chosen) else None
     metrics: dict[str, Any] = {}
     for name, split in splits.items():
         result = {"model": evaluate_texts(model, tokenizer, split.texts, split.label_ids, data.label_names,
                                           config.model.max_length, config.train.eval_batch_size)}
-        if config.eval.baselines:
+        if "majority" in chosen:
             result["majority"] = majority_baseline(data.train.label_ids, split.label_ids, data.label_names)
+        if "tfidf" in chosen:
             key = f"tfidf_{config.eval.baseline_model}"
             result[key] = tfidf_baseline(data.train.texts, data.train.label_ids, split.texts, split.label_ids,
                                          data.label_names, config.eval.baseline_model, config.train.seed)
+        if frozen is not None:
+            result.update(frozen.scores(split, chosen))
+        from ftune.eval.verdict import with_intervals
+
+        with_intervals(result, split.label_ids, seed=config.train.seed)
         metrics[name] = result
     return metrics
 
+
+
+class _FrozenBaselines:
+    """The base model's frozen sentence vectors (cached on disk) for the embeddings and kNN
+    baselines; the training rows capped at ``eval.baseline_rows`` by a stratified sample."""
+
+    def __init__(self, config: Config, data):
+        from ftune.data.split import subsample_stratified
+        from ftune.eval.embedding_baselines import FrozenEncoder
+
+        self.label_names = data.label_names
+        rows = list(range(len(data.train.texts)))
+        if len(rows) > config.eval.baseline_rows:
+            rows = sorted(subsample_stratified([str(i) for i in data.train.label_ids], config.eval.baseline_rows,
+                                               config.train.seed))
+        self.encoder = FrozenEncoder(config.model.name, config.model.max_length)
+        self.train_ids = [data.train.label_ids[i] for i in rows]
+        self.train_vectors = self.encoder.vectors([data.train.texts[i] for i in rows])
+
+    def scores(self, split, chosen: list[str]) -> dict[str, Any]:
+        from ftune.eval.embedding_baselines import knn_baseline, vector_logreg_baseline
+
+        vectors = self.encoder.vectors(split.texts)
+        found = {}
+        if "embeddings" in chosen:
+            found["embeddings_logreg"] = vector_logreg_baseline(self.train_vectors, self.train_ids, vectors,
+                                                                split.label_ids, self.label_names)
+        if "knn" in chosen:
+            found["knn"] = knn_baseline(self.train_vectors, self.train_ids, vectors, split.label_ids, self.label_names)
+        return found

@@ -9,16 +9,28 @@ from ftune.training.loop import TrainedRun
 
 
 def finish_training(run, config: Config, objective: str, manifest: dict[str, Any], metrics: dict[str, Any], *,
-                    method, model, tokenizer, extra: dict[str, Any]) -> TrainedRun:
+                    method, model, tokenizer, extra: dict[str, Any], verdict=None) -> TrainedRun:
     """Write ``metrics.json`` first (a failed save never loses the finished scores), then the
-    model, its card, and the status that marks the run finished."""
+    model, the verdict (``verdict(cost)``: it names the size of what ships), the model card,
+    and the status that marks the run finished."""
+    from ftune.eval.baselines import strip_predictions
     from ftune.recipes.model_card import write_model_card
+    from ftune.runs.run_dir import directory_size
     from ftune.training.loop import finish_run
     from ftune.training.ship import save_run_model
 
-    run.write_json("metrics.json", metrics)
+    run.write_json("metrics.json", strip_predictions(metrics))
     save_run_model(config, method, model, tokenizer, run,
                    task="classification" if objective == "classification" else "causal_lm", extra=extra)
+    if verdict is not None:
+        training = metrics["training"]
+        found = verdict({"training_minutes": (training["seconds"] - training.get("evaluation_seconds", 0)) / 60,
+                         "trainable_parameters": training["trainable_parameters"],
+                         "ships_mb": directory_size(run.model_dir) / 2**20})
+        if found:
+            metrics["verdict"] = found
+    metrics = strip_predictions(metrics)
+    run.write_json("metrics.json", metrics)
     write_model_card(run, config, objective, manifest, metrics)
     finish_run(run, metrics["training"])
     return TrainedRun(run.path, metrics, objective)

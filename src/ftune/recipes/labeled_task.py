@@ -24,13 +24,13 @@ class LabeledTask:
     def base_scores(self, config: Config, model, tokenizer, template) -> dict[str, Any]:
         """Majority class, TF-IDF, and the base model prompted zero- and few-shot."""
         from ftune.data.labeled_chat import few_shot_turns
-        from ftune.eval.baselines import majority_baseline, tfidf_baseline
+        from ftune.eval.baselines import majority_baseline, tfidf_baseline, without_predictions
 
         t, v, names = self.data.train, self.data.validation, self.data.label_names
         shots = few_shot_turns(t.texts, t.label_ids, self.words, self.instruction, config.eval.few_shot)
-        scores = {"majority": majority_baseline(t.label_ids, v.label_ids, names),
-                  f"tfidf_{config.eval.baseline_model}": tfidf_baseline(
-                      t.texts, t.label_ids, v.texts, v.label_ids, names, config.eval.baseline_model, config.train.seed),
+        scores = {"majority": without_predictions(majority_baseline(t.label_ids, v.label_ids, names)),
+                  f"tfidf_{config.eval.baseline_model}": without_predictions(tfidf_baseline(
+                      t.texts, t.label_ids, v.texts, v.label_ids, names, config.eval.baseline_model, config.train.seed)),
                   "base_zero_shot": self.accuracy(model, tokenizer, template)}
         if config.eval.few_shot:
             scores[f"base_{config.eval.few_shot}_shot"] = self.accuracy(model, tokenizer, template, shots)

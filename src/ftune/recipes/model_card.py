@@ -3,6 +3,7 @@ results the same tables the command line prints (``recipes.results``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ftune.config import Config
@@ -36,8 +37,10 @@ def write_model_card(run, config: Config, objective: str, manifest: dict[str, An
     evaluating = training.get("evaluation_seconds") or 0
     rate = f", {training['tokens_per_second']} real tokens/s" if training.get("tokens_per_second") else ""
     split = manifest["split"]
+    verdict = metrics.get("verdict")
     sections = [
         f"# {model_title(config)}: {HEADLINES[objective]}",
+        *([f"**Verdict** ({verdict['split']} split): {verdict['text']}."] if verdict else []),
         "## How it was trained",
         "\n".join([
             f"- base model: `{config.model.name}`; technique: `{config.method.name}` "
@@ -52,6 +55,7 @@ def write_model_card(run, config: Config, objective: str, manifest: dict[str, An
         _file_lines(manifest),
         f"Split: {split['train']:,} train / {split['validation']:,} validation ({split['validation_from']}).",
         *(table.markdown() for table in result_tables(objective, config, metrics)),
+        *([_failures(run)] if objective == "classification" else []),
         "## Use",
         "```\n" + USAGE[objective].format(run=run.path) + "\n```",
         "## Limitations",
@@ -72,3 +76,23 @@ def run_uses_adapter(config: Config) -> bool:
     from ftune.methods import get_method_class
 
     return get_method_class(config.method.name).saves_adapter
+
+
+def _failures(run) -> str:
+    """The most frequent kinds of mistake on the validation split, each with its most confident example."""
+    import json
+
+    from ftune.eval.failures import top_confusions
+
+    path = Path(run.path) / "errors.jsonl"
+    errors = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if not errors:
+        return "## Mistakes\n\nNone on the validation split."
+    lines = ["## Mistakes", "", f"{len(errors):,} validation rows wrong (all in `errors.jsonl`, most confident "
+             "first). The most frequent confusions, each with its most confident example:", ""]
+    for true, predicted, count in top_confusions(errors):
+        example = next(e for e in errors if e["true"] == true and e["predicted"] == predicted)
+        text = example["text"] if len(example["text"]) <= 160 else example["text"][:157] + "..."
+        lines.append(f"- true `{true}`, predicted `{predicted}`: {count:,} rows; e.g. \"{text}\" "
+                     f"({example['confidence']:.2f})")
+    return "\n".join(lines)

@@ -20,7 +20,11 @@ class Column:
         value = scores.get(self.key)
         if value is None:
             return "-"
-        return format(value, self.format) if self.format else str(value)
+        shown = format(value, self.format) if self.format else str(value)
+        interval = scores.get(f"{self.key}_ci")  # 95% bootstrap: shown as ± half its width
+        if interval and None not in interval:
+            shown += f" ± {(interval[1] - interval[0]) / 2:.3f}"
+        return shown
 
 
 @dataclass
@@ -34,7 +38,7 @@ class Table:
 
     def text(self) -> str:
         width = max(len(name) for name, _ in self.rows) + 2
-        widths = [max(10, len(c.title) + 2) for c in self.columns]
+        widths = [max(10, len(c.title) + 2, *(len(c.cell(s)) + 2 for _, s in self.rows)) for c in self.columns]
         lines = [f"{self.title}:", " " * width + "".join(f"{c.title:>{w}}" for c, w in zip(self.columns, widths))]
         lines += [f"{name:<{width}}" + "".join(f"{c.cell(s):>{w}}" for c, w in zip(self.columns, widths))
                   for name, s in self.rows]
@@ -63,7 +67,9 @@ def classification_tables(config, metrics: dict[str, Any]) -> list[Table]:
             scores = metrics[split]
             rows = [(model_title(config), scores["model"])]
             rows += [(BASELINE_TITLES.get(k, k), v) for k, v in scores.items() if k != "model"]
-            tables.append(Table(f"{split} split ({scores['model']['n']:,} rows)", CLASSIFIER_COLUMNS, rows))
+            tables.append(Table(f"{split} split ({scores['model']['n']:,} rows)", CLASSIFIER_COLUMNS, rows,
+                                note="± : half the width of a 95% bootstrap interval over the held-out rows "
+                                     "(1,000 resamples)."))
     return tables
 
 

@@ -26,12 +26,9 @@ class EmbeddingBackend:
 
     def embed(self, texts: list[str]) -> list[tuple[list[float], int]]:
         """(vector, tokens read) for each text."""
-        import torch
+        from ftune.models.sentence_vectors import pooled_vectors
 
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        with self.lock, torch.inference_mode():
-            hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        vectors = torch.nn.functional.normalize(pooled, dim=-1)
+        with self.lock:
+            vectors = pooled_vectors(self.model, dict(batch), "mean")
         return list(zip(vectors.tolist(), batch["attention_mask"].sum(1).tolist()))

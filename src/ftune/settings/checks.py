@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ftune.config.schema import Config
+from ftune.config.schema import BASELINE_KINDS, Config
 
 if TYPE_CHECKING:
     from ftune.settings.setting import Setting
@@ -44,6 +44,10 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
     require(_checkpoint_interval_ok(t.checkpoint_every), "train.checkpoint_every",
             "must be a number of optimizer steps (200), of minutes (10m), or off")
     require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
+    e = config.eval
+    require(isinstance(e.baselines, bool) or set(e.baselines) <= set(BASELINE_KINDS), "eval.baselines",
+            f"must be true, false or a list of: {', '.join(BASELINE_KINDS)}")
+    require(e.baseline_rows >= 10, "eval.baseline_rows", "must be at least 10")
     require(t.memory_limit is None or _memory_size_ok(t.memory_limit), "train.memory_limit",
             "must be a memory size such as 16GB or 900MB")
     require(not (t.precision == "fp16" and t.device in ("cpu", "mps")), "train.precision",
