@@ -108,8 +108,8 @@ def verdict_sentence(comparison: Comparison, *, metric: str = "accuracy", what: 
         text = (f"{what} did worse than {c.alternative} ({c.alternative_score:.3f}) by {-c.difference:.1f} points "
                 f"of {metric} ({interval}): use {c.alternative} instead")
     else:
-        text = (f"{what} is not distinguishable from {c.alternative} ({shown}; difference {c.difference:+.1f} "
-                f"points of {metric}, {interval}): consider {c.alternative} instead")
+        text = (f"{what} is not distinguishable from {c.alternative} ({c.alternative_score:.3f}; difference "
+                f"{c.difference:+.1f} points of {metric}, {interval}): consider {c.alternative} instead")
     return text + (f"; cost: {describe_cost(cost)}" if cost else "")
 
 
