@@ -74,6 +74,7 @@ def test_smollm2_lora_classifier_trains_and_predicts(tmp_path):
     data = shared_file("sst2/train.tsv")
     result = run_ftune("train", "model=smollm2-135m", f"data.train={data}", "data.max_rows=400",
                        "train.max_steps=12", "train.batch_size=8", "model.max_length=48",
+                       "eval.baselines=[majority,tfidf]",  # the frozen-vector baselines are tested on MiniLM
                        cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     run = only_run_dir(tmp_path)
