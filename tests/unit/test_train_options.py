@@ -45,7 +45,10 @@ def test_test_file_is_evaluated_with_baselines(tmp_path, tiny_bert_dir):
     result = run(tmp_path, tiny_bert_dir, "train.max_steps=2", f"data.test={FIXTURES / 'reviews.jsonl'}",
                  "eval.baseline_model=random_forest")
     assert result.metrics["test"]["model"]["n"] == 40
-    assert set(result.metrics["test"]) == {"model", "majority", "tfidf_random_forest"}
+    assert set(result.metrics["test"]) == {"model", "majority", "tfidf_random_forest", "embeddings_logreg", "knn"}
+    assert result.metrics["verdict"]["split"] == "test"  # the verdict is given on the test split when there is one
+    only = run(tmp_path / "chosen", tiny_bert_dir, "train.max_steps=2", "eval.baselines=[knn]")
+    assert set(only.metrics["validation"]) == {"model", "knn"}
 
 
 def test_validation_file_replaces_the_split(tmp_path, tiny_bert_dir):
