@@ -100,6 +100,7 @@ class TokenizedExamples:
 def _evaluate_all(config: Config, model, tokenizer, data) -> dict[str, Any]:
     from ftune.eval.baselines import majority_baseline, tfidf_baseline
     from ftune.eval.classifier import evaluate_texts
+    from ftune.eval.verdict import with_intervals
 
     splits = {"validation": data.validation, **({"test": data.test} if data.test else {})}
     chosen = config.eval.chosen_baselines()
@@ -116,8 +117,6 @@ def _evaluate_all(config: Config, model, tokenizer, data) -> dict[str, Any]:
                                          data.label_names, config.eval.baseline_model, config.train.seed)
         if frozen is not None:
             result.update(frozen.scores(split, chosen))
-        from ftune.eval.verdict import with_intervals
-
         with_intervals(result, split.label_ids, seed=config.train.seed)
         metrics[name] = result
     return metrics

@@ -190,14 +190,11 @@ class CheckpointEvery(TrainerCallback):
             control.should_save = True
         return control
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last_saved = self.schedule.spent_before  # a resumed run last saved where it resumes
+
     def on_save(self, args, state, control, **kwargs):
         self.last_saved = self.schedule.elapsed()
-
-    def restore_checkpoint_state(self, state: dict[str, Any], directory) -> None:
-        self.last_saved = float(state["elapsed_seconds"])
-
-    def save_checkpoint_state(self, directory) -> dict[str, Any]:
-        return {"elapsed_seconds": self.schedule.elapsed()}
 
 
 class CrashPoints(TrainerCallback):
