@@ -55,17 +55,20 @@ def train(config: ConfigSource = None, overrides: Sequence[str] = (), echo=print
     return train_for_objective(resolve_config(config, overrides), echo)
 
 
-def evaluate(run: str | Path, data: str | Path, overrides: Sequence[str] = (), batch_size: int = 32) -> dict[str, Any]:
+def evaluate(run: str | Path, data: str | Path, overrides: Sequence[str] = (), batch_size: int = 32,
+             errors: int = 0) -> dict[str, Any]:
     """Scores of a finished run (or, for generative data, a model name or directory) on a file:
     accuracy, F1 and the confusion matrix for a classifier; loss and perplexity for SFT data;
-    preference accuracy and reward margin for preference pairs. ``overrides`` are ``data.*``
-    settings (columns, format)."""
+    preference accuracy and reward margin for preference pairs; each headline figure with a
+    95% bootstrap interval (``<metric>_ci``). ``errors=N`` adds the N worst examples under
+    ``errors``: mistakes (most confident first), least likely replies, most mis-preferred pairs.
+    ``overrides`` are ``data.*`` settings (columns, format)."""
     from ftune.eval.run_eval import evaluate_generative, evaluate_run_on_file, is_classification_run
 
     if is_classification_run(run):
-        return evaluate_run_on_file(run, data, list(overrides), batch_size=batch_size)
+        return evaluate_run_on_file(run, data, list(overrides), batch_size=batch_size, errors=errors)
     data_format = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.format=")), "auto")
-    return evaluate_generative(str(run), data, data_format=data_format)
+    return evaluate_generative(str(run), data, data_format=data_format, errors=errors)
 
 
 def predict(run: str | Path, texts: Sequence[str] | None = None, path: str | Path | None = None,

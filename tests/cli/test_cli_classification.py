@@ -70,9 +70,14 @@ def test_train_writes_a_complete_reloadable_run(tmp_path, model_fixture, request
     # `ftune eval` on another labeled file (JSONL): its figures agree with its own confusion
     # matrix. (That eval reproduces the in-memory model's training-time figures is checked in
     # tests/unit/test_architecture.py, on an explicit validation file.)
-    evaluated = run_ftune("eval", str(run), "--data", str(FIXTURES / "reviews.jsonl"), "--json", cwd=tmp_path)
+    evaluated = run_ftune("eval", str(run), "--data", str(FIXTURES / "reviews.jsonl"), "--json", "--errors", "4",
+                          cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     scores = json.loads(evaluated.stdout)
+    wrong = scores["errors"]  # --errors N: the N most confident mistakes
+    assert len(wrong) == min(4, round((1 - scores["accuracy"]) * 40)) and all(e["true"] != e["predicted"] for e in wrong)
+    assert [e["confidence"] for e in wrong] == sorted((e["confidence"] for e in wrong), reverse=True)
+    assert scores["accuracy_ci"][0] <= scores["accuracy"] <= scores["accuracy_ci"][1]
     assert {"accuracy", "f1", "precision", "recall", "loss", "n"} <= set(scores) and scores["n"] == 40
     matrix = scores["confusion_matrix"]
     cells = matrix["rows_true_columns_predicted"]

@@ -49,6 +49,16 @@ def test_compare_measures_each_technique_in_its_own_process_and_writes_the_repor
     assert set(data["curves"]) == {"lora", "full"} and data["meta"]["seeds"] == 2
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "lora" in (out / "results.md").read_text()
+    # the seeds vary the training, not the split (data.split_seed); the spread across examples
+    # (a 95% interval) is shown apart from the spread across seeds; each technique's verdict on top
+    held_out = [{k: v["accuracy"] for k, v in m["validation"].items() if k != "model"} for m in seeds]
+    assert held_out[0] == held_out[1]  # the baselines train nothing: the same split gives the same scores
+    assert [m["verdict"]["split"] for m in seeds] == ["validation"] * 2
+    half = (seeds[0]["validation"]["model"]["accuracy_ci"][1] - seeds[0]["validation"]["model"]["accuracy_ci"][0]) / 2
+    assert float(lora["accuracy_ci95"]) > 0 and abs(float(lora["accuracy_ci95"]) - half) < 0.2
+    markdown = (out / "results.md").read_text()
+    assert "## Verdicts" in markdown and f"- **lora**: {seeds[0]['verdict']['text']}" in markdown
+    assert " ± " in markdown and "(sd " in markdown and markdown.index("## Verdicts") < markdown.index("| method")
     assert "[1/6] lora (seed 42)" in result.stdout
 
     # resume: nothing left to run, the finished techniques are kept, not re-run

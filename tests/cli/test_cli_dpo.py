@@ -23,6 +23,15 @@ def test_dpo_with_lora_raises_held_out_preference_accuracy(tmp_path, tiny_llama_
     before, after = metrics["validation"]["before"], metrics["validation"]["after"]
     assert before["preference_accuracy"] == 0.5 and abs(before["reward_margin"]) < 1e-6  # model == reference
     assert after["reward_margin"] > 0 and after["preference_accuracy"] > 0.5
+    # a paired interval over the held-out pairs, and the verdict it allows
+    for scores in (before, after):
+        low, high = scores["preference_accuracy_ci"]
+        assert low <= scores["preference_accuracy"] <= high and "_wins" not in scores
+    assert before["preference_accuracy_ci"] == [0.5, 0.5]  # every pair a tie before training
+    verdict = metrics["verdict"]
+    assert verdict["metric"] == "held-out preference accuracy" and verdict["baseline_key"] == "before"
+    assert verdict["difference"] == round((after["preference_accuracy"] - 0.5) * 100, 4)
+    assert verdict["text"].startswith("preference tuning ") and f"verdict (validation split): " in result.stdout
     info = read_json(run / "model" / "ftune-model.json")
     assert info["objective"] == "dpo" and (run / "model" / "adapter_model.safetensors").is_file()
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -37,8 +46,11 @@ def test_dpo_with_lora_raises_held_out_preference_accuracy(tmp_path, tiny_llama_
     training = metrics["training"]
     assert 0 < training["evaluation_seconds"] < training["seconds"]
     assert training["evaluation_seconds"] == round(sum(r["eval_runtime"] for r in evaluations.values()), 1)
-    rescored = run_ftune("eval", str(run), "--data", str(GEN / "preference.jsonl"), "--json", cwd=tmp_path)
+    rescored = run_ftune("eval", str(run), "--data", str(GEN / "preference.jsonl"), "--json", "--errors", "2",
+                         cwd=tmp_path)
     assert rescored.returncode == 0, rescored.stderr[-3000:]
     again = json.loads(rescored.stdout.strip().splitlines()[-1])
     assert abs(again["reward_margin"] - after["reward_margin"]) < 1e-4
     assert again["preference_accuracy"] == after["preference_accuracy"]
+    margins = [e["reward_margin"] for e in again["errors"]]  # the pairs preferred most the wrong way first
+    assert len(margins) == 2 and margins == sorted(margins) and margins[0] < after["reward_margin"]

@@ -24,7 +24,7 @@ def sft_run(tmp_path_factory, tiny_llama_dir):
 
 def test_sft_run_reports_before_and_after_and_ships_a_model(sft_run):
     _, run, result = sft_run
-    assert "base model (before)" in result.stdout and "fine-tuned (after)" in result.stdout
+    assert "base model, zero-shot" in result.stdout and "(fine-tuned)" in result.stdout
     # the before/after measurement says what it will cost before spending it, and how long it took
     assert ("measuring the model before training: response loss on 3 held-out examples and its greedy replies "
             "to 2 held-out prompts (up to 6 new tokens each" in result.stdout)
@@ -34,6 +34,24 @@ def test_sft_run_reports_before_and_after_and_ships_a_model(sft_run):
     assert after["loss"] < before["loss"], (before, after)
     assert after["tokens"] == before["tokens"] > 0
     assert metrics["training"]["tokens_per_second"] > 0
+    # the base model prompted with 4 fixed and 4 retrieved training examples, scored on the same
+    # reply tokens; an interval on every perplexity; a verdict against the best of the three
+    validation = metrics["validation"]
+    assert {"base_4_shot", "base_retrieval_4_shot"} <= set(validation)
+    for key in ("before", "base_4_shot", "base_retrieval_4_shot", "after"):
+        scores = validation[key]
+        assert scores["tokens"] == before["tokens"] and scores["n"] == before["n"], key
+        low, high = scores["perplexity_ci"]
+        assert low <= scores["perplexity"] <= high, key
+        assert "_example_losses" not in scores  # per-example values stay out of metrics.json
+    assert validation["base_retrieval_4_shot"]["mean_shots"] > 0
+    assert validation["base_4_shot"]["loss"] != validation["before"]["loss"]
+    verdict = metrics["verdict"]
+    alternatives = ("before", "base_4_shot", "base_retrieval_4_shot")
+    assert verdict["baseline_key"] == min(alternatives, key=lambda k: validation[k]["perplexity"])
+    assert set(verdict["against"]) == set(alternatives) and verdict["metric"] == "held-out response perplexity"
+    assert f"verdict (validation split): {verdict['text']}" in result.stdout
+    assert "4-shot prompt (retrieved by minilm-l6)" in result.stdout
     samples = read_json(run / "samples.json")
     assert len(samples) == 2 and all({"prompt", "before", "after"} <= set(s) for s in samples)
     assert all(s["after"]["new_tokens"] <= 6 for s in samples)
@@ -46,12 +64,16 @@ def test_sft_run_reports_before_and_after_and_ships_a_model(sft_run):
 
 def test_eval_reports_response_perplexity_for_run_and_base_model(sft_run, tiny_llama_dir):
     cwd, run, _ = sft_run
-    tuned = run_ftune("eval", str(run), "--data", str(GEN / "alpaca.jsonl"), "--json", cwd=cwd)
+    tuned = run_ftune("eval", str(run), "--data", str(GEN / "alpaca.jsonl"), "--json", "--errors", "2", cwd=cwd)
     base = run_ftune("eval", str(tiny_llama_dir), "--data", str(GEN / "alpaca.jsonl"), "--json", cwd=cwd)
     assert tuned.returncode == 0 and base.returncode == 0, tuned.stderr[-2000:] + base.stderr[-2000:]
     tuned, base = json.loads(tuned.stdout), json.loads(base.stdout)
     assert tuned["n"] == base["n"] == 12 and tuned["tokens"] == base["tokens"]
     assert tuned["perplexity"] < base["perplexity"]
+    assert tuned["perplexity_ci"][0] <= tuned["perplexity"] <= tuned["perplexity_ci"][1]
+    worst = [e["loss_per_token"] for e in tuned["errors"]]  # the replies it finds least likely, worst first
+    assert len(worst) == 2 and worst == sorted(worst, reverse=True) and worst[0] > tuned["loss"]
+    assert "errors" not in base and "_example_losses" not in tuned
 
 
 def test_generate_and_chat_use_the_run(sft_run):
@@ -111,8 +133,13 @@ def test_labeled_task_as_chat_reports_label_accuracy_against_prompting(tmp_path,
     assert "base model, zero-shot prompt" in result.stdout and "base model, 2-shot prompt" in result.stdout
     run = only_run_dir(tmp_path)
     labels = read_json(run / "metrics.json")["validation"]["labels"]
-    assert set(labels) == {"majority", "tfidf_logreg", "base_zero_shot", "base_2_shot", "fine_tuned"}
+    assert set(labels) == {"majority", "tfidf_logreg", "base_zero_shot", "base_2_shot", "base_retrieval_2_shot",
+                           "fine_tuned"}
     assert all(m["n"] == 10 for m in labels.values())
+    assert all(m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1] for m in labels.values())
+    verdict = read_json(run / "metrics.json")["verdict"]  # on label accuracy, the task's own question
+    assert verdict["metric"] == "accuracy" and verdict["baseline_key"] == max(
+        (k for k in labels if k != "fine_tuned"), key=lambda k: labels[k]["accuracy"])
     assert labels["majority"]["accuracy"] == 0.5  # 5 and 5: the baseline is computed, not assumed
     manifest = read_json(run / "data.json")
     assert manifest["label_words"] == {"negative": "bad", "positive": "good"}
@@ -123,6 +150,12 @@ def test_labeled_task_as_chat_reports_label_accuracy_against_prompting(tmp_path,
     scores = json.loads(evaluated.stdout)
     assert scores["n"] == 10
     assert scores["accuracy"] == labels["fine_tuned"]["accuracy"] and scores["f1"] == labels["fine_tuned"]["f1"]
+    assert scores["accuracy_ci"] == labels["fine_tuned"]["accuracy_ci"]
+    # --errors: the mistakes, most confident first, as many as asked for
+    worst = run_ftune("eval", str(run), "--data", str(held_out), "--errors", "3", cwd=tmp_path)
+    assert worst.returncode == 0, worst.stderr[-2000:]
+    wrong = round((1 - scores["accuracy"]) * 10)
+    assert worst.stdout.count("predicted") == min(3, wrong) and "95% CI" in worst.stdout
 
 
 def test_eval_of_a_base_model_on_preference_pairs(tmp_path, tiny_llama_dir):
@@ -164,7 +197,7 @@ def test_merged_run_ships_plain_weights_that_score_like_the_adapter(tmp_path, ti
     held_out.write_text("".join((GEN / "alpaca.jsonl").read_text().splitlines(keepends=True)[:4]))
     result = run_ftune("train", f"model={tiny_llama_dir}", f"data.train={GEN / 'alpaca.jsonl'}",
                        f"data.validation={held_out}", "method=lora", "run.merge=true", "train.max_steps=2",
-                       "train.batch_size=4", "model.max_length=96", "generate.samples=0",
+                       "train.batch_size=4", "model.max_length=96", "generate.samples=2", "generate.max_new_tokens=4",
                        "train.learning_rate=0.01", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = only_run_dir(tmp_path)
@@ -178,3 +211,8 @@ def test_merged_run_ships_plain_weights_that_score_like_the_adapter(tmp_path, ti
     assert again["tokens"] == after["tokens"] and again["loss"] == pytest.approx(after["loss"], abs=1e-4)
     base = json.loads(run_ftune("eval", str(tiny_llama_dir), "--data", str(held_out), "--json", cwd=tmp_path).stdout)
     assert base["loss"] != pytest.approx(after["loss"], abs=1e-4)  # the merge carried the training
+    # replies side by side, base (adapters off) and tuned, where their likelihoods differ most
+    samples = read_json(run / "samples.json")
+    change = [abs(s["loss_per_token"]["before"] - s["loss_per_token"]["after"]) for s in samples]
+    assert len(samples) == 2 and change == sorted(change, reverse=True) and change[0] > 0
+    assert all(s["before"]["new_tokens"] <= 4 and s["after"]["new_tokens"] <= 4 for s in samples)

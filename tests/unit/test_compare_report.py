@@ -28,7 +28,8 @@ def _rows() -> list[dict]:
         {"method": "lora", "kind": "technique", "status": "ok", "seeds": 3, "trainable_params": 1_840_000,
          "trainable_share": 0.0135, "peak_memory_mb": 1520.4, "wall_time_s": 180.2, "train_steps": 410,
          "tokens_per_s": 5231.0, "ship_size_mb": 7.1, "accuracy": 0.88813, "accuracy_std": 0.0042,
-         "f1": 0.8812, "f1_std": 0.0051, "lora_rank": 8},
+         "accuracy_ci95": 0.0215, "f1": 0.8812, "f1_std": 0.0051, "lora_rank": 8,
+         "verdict": "fine-tuning beat the best alternative (tfidf, 0.801) by 8.7 points of accuracy"},
         {"method": "bitfit", "kind": "technique", "status": "ok", "seeds": 1, "trainable_params": 102_000,
          "trainable_share": 0.00075, "peak_memory_mb": 1210.0, "wall_time_s": 179.9, "train_steps": 520,
          "tokens_per_s": 6400.5, "ship_size_mb": 0.4, "accuracy": 0.8511, "accuracy_std": None,
@@ -100,7 +101,9 @@ def test_markdown_table_formats_values_for_a_reader(written):
     lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "---" not in line}
     assert set(lines) == {"method", "lora", "bitfit", "full", "majority (baseline)", "tfidf (baseline)"}
     lora = lines["lora"]
-    assert "0.8881 ± 0.0042" in lora and "0.8812 ± 0.0051" in lora
+    # the spread across examples (95% interval) and across seeds (sd), apart
+    assert "0.8881 ± 0.021 (sd 0.0042)" in lora and "0.8812 (sd 0.0051)" in lora
+    assert "- **lora**: fine-tuning beat the best alternative (tfidf, 0.801)" in md.split("| method")[0]
     assert "1.84M" in lora and "1.35%" in lora and "1,520" in lora and "5,231" in lora
     assert "| 0.8511 |" in lines["bitfit"] and "±" not in lines["bitfit"]  # one seed: no spread
     assert "0.075%" in lines["bitfit"] and "102K" in lines["bitfit"]
@@ -120,7 +123,7 @@ def test_html_is_one_self_contained_page_with_png_plots(written):
     assert page.count("<img") == len(images)
     assert "http://" not in page and "https://" not in page
     assert check_self_contained(page) == []
-    assert "failed: out of memory" in page and "0.8881 ± 0.0042" in page and "tiny-bert" in page
+    assert "failed: out of memory" in page and "0.8881 ± 0.021 (sd 0.0042)" in page and "tiny-bert" in page
 
 
 def test_self_contained_check_names_what_would_break_offline():
@@ -164,7 +167,7 @@ def test_sft_report_plots_perplexity(tmp_path):
              "wall_time_s": 60},
             {"method": "zero-shot", "kind": "baseline", "status": "ok", "perplexity": 40.0}]
     paths = write_results(tmp_path, rows, {}, {"task": "sft", "seeds": 2})
-    assert "12.35 ± 0.40" in paths["md"].read_text()
+    assert "12.35 (sd 0.40)" in paths["md"].read_text()
     assert "accuracy" not in paths["md"].read_text()
     assert len(_images(paths["html"].read_text())) == 4  # no curves: the loss plot is a note
 

@@ -22,6 +22,9 @@ METRICS = {
                        "training": TRAINING},
     "sft": {"validation": {"before": {"loss": 2.3456, "perplexity": 10.44, "n": 20, "tokens": 900,
                                       "samples_ended_with_eos": 1, "samples": 3},
+                           "base_4_shot": {"loss": 2.1111, "perplexity": 8.26, "perplexity_ci": [7.0, 9.72], "n": 20,
+                                           "tokens": 900},
+                           "base_retrieval_4_shot": {"loss": 1.9876, "perplexity": 7.30, "n": 20, "tokens": 900},
                            "after": {"loss": 1.2345, "perplexity": 3.44, "n": 20, "tokens": 900,
                                      "samples_ended_with_eos": 3, "samples": 3},
                            "labels": {"majority": {"accuracy": 0.5, "f1": 0.33, "n": 20},
@@ -36,7 +39,8 @@ METRICS = {
             "training": TRAINING},
 }
 FIGURES = {"classification": ["0.8125", "0.5117", "0.7344", "0.4321"],
-           "sft": ["2.3456", "1.2345", "10.44", "3.44", "1 / 3", "3 / 3", "0.9000", "0.6100", "0.6600"],
+           "sft": ["2.3456", "1.2345", "10.44", "3.44", "1 / 3", "3 / 3", "0.9000", "0.6100", "0.6600",
+                   "8.26 ± 1.360", "7.30", "4-shot prompt (retrieved by minilm-l6)"],
            "dpo": ["0.6875", "0.1234", "0.4375"]}
 
 
@@ -52,7 +56,8 @@ class FakeRun:
 
 def config():
     return SimpleNamespace(model=SimpleNamespace(name="tiny"), method=SimpleNamespace(name="lora"),
-                           train=SimpleNamespace(seed=7), objective=SimpleNamespace(beta=0.1))
+                           train=SimpleNamespace(seed=7), objective=SimpleNamespace(beta=0.1),
+                           eval=SimpleNamespace(few_shot=4, retrieval="minilm-l6"))
 
 
 MANIFEST = {"labels": ["neg", "pos"], "template": "chatml", "format": "alpaca",

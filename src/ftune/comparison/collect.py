@@ -14,6 +14,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 AVERAGED = ("trainable_params", "trainable_share", "peak_memory_mb", "peak_rss_mb", "model_memory_mb", "wall_time_s", "train_seconds",
             "train_steps", "tokens_per_s", "ship_size_mb")
 METRICS = ("accuracy", "f1", "perplexity", "preference_accuracy", "reward_margin")
+# half the width of each run's 95% bootstrap interval over held-out examples: the spread that
+# comes from the examples, reported apart from the spread across seeds (<metric>_std)
+HALF_WIDTHS = tuple(f"{m}_ci95" for m in ("accuracy", "perplexity", "preference_accuracy"))
 
 
 def slot_record(plan: ComparePlan, directory: Path, slot: Slot) -> dict[str, Any] | None:
@@ -39,6 +42,8 @@ def slot_record(plan: ComparePlan, directory: Path, slot: Slot) -> dict[str, Any
     if training.get("peak_training_memory_mb") is not None:  # training alone, not data loading or baselines
         record["peak_memory_mb"] = training["peak_training_memory_mb"]
     record.update(task_metrics(metrics))
+    if metrics.get("verdict"):
+        record["verdict"] = metrics["verdict"]["text"]
     record["baselines"] = baseline_metrics(metrics)
     record["curve"] = loss_curve(run_dir / "log.jsonl")
     return record
@@ -47,7 +52,8 @@ def slot_record(plan: ComparePlan, directory: Path, slot: Slot) -> dict[str, Any
 def task_metrics(metrics: dict) -> dict[str, float]:
     validation = metrics.get("validation", {})
     if "model" in validation:  # classification
-        return {"accuracy": validation["model"]["accuracy"], "f1": validation["model"]["f1"]}
+        return {"accuracy": validation["model"]["accuracy"], "f1": validation["model"]["f1"],
+                **half_widths(validation["model"])}
     after = validation.get("after", {})
     scores = {}
     if "perplexity" in after:
@@ -55,13 +61,33 @@ def task_metrics(metrics: dict) -> dict[str, float]:
     for key in ("preference_accuracy", "reward_margin"):  # DPO
         if key in after:
             scores[key] = after[key]
+    scores.update(half_widths(after))
     fine_tuned = validation.get("labels", {}).get("fine_tuned")
     if fine_tuned:  # a labeled task trained as chat
-        scores.update({"accuracy": fine_tuned["accuracy"], "f1": fine_tuned["f1"]})
+        scores.update({"accuracy": fine_tuned["accuracy"], "f1": fine_tuned["f1"], **half_widths(fine_tuned)})
     return scores
 
 
-BASELINE_NAMES = {**BASELINE_TITLES, "base_zero_shot": "base model, zero-shot", "base_4_shot": "base model, 4-shot"}
+def half_widths(scores: dict) -> dict[str, float]:
+    """``<metric>_ci95``: half the width of the scores' 95% intervals (``<metric>_ci``)."""
+    found = {}
+    for key in HALF_WIDTHS:
+        interval = scores.get(key.replace("_ci95", "_ci"))
+        if interval and None not in interval:
+            found[key] = (interval[1] - interval[0]) / 2
+    return found
+
+
+BASELINE_NAMES = {**BASELINE_TITLES, "base_zero_shot": "base model, zero-shot"}
+
+
+def baseline_name(key: str) -> str:
+    """``base_4_shot`` -> "base model, 4-shot"; ``base_retrieval_4_shot`` -> "base model, 4-shot
+    retrieved"; other keys by their titles."""
+    parts = key.split("_")
+    if key.startswith("base_") and key.endswith("_shot") and parts[-2].isdigit():
+        return f"base model, {parts[-2]}-shot" + (" retrieved" if "retrieval" in parts else "")
+    return BASELINE_NAMES.get(key, key.replace("_", " "))
 
 
 def baseline_metrics(metrics: dict) -> dict[str, dict[str, float]]:
@@ -73,11 +99,13 @@ def baseline_metrics(metrics: dict) -> dict[str, dict[str, float]]:
             if key in ("model", "fine_tuned", "before", "after", "labels") or not isinstance(scores, dict):
                 continue
             if "accuracy" in scores:
-                found[BASELINE_NAMES.get(key, key.replace("_", " "))] = {
-                    "accuracy": scores["accuracy"], "f1": scores.get("f1")}
+                found[baseline_name(key)] = {"accuracy": scores["accuracy"], "f1": scores.get("f1"),
+                                             **half_widths(scores)}
+            elif "perplexity" in scores:  # the base model prompted with training examples (SFT)
+                found[baseline_name(key)] = {"perplexity": scores["perplexity"], **half_widths(scores)}
     before = validation.get("before", {})
     if "perplexity" in before:
-        found["base model (no fine-tuning)"] = {"perplexity": before["perplexity"]}
+        found["base model (no fine-tuning)"] = {"perplexity": before["perplexity"], **half_widths(before)}
     return found
 
 
@@ -114,6 +142,8 @@ def collect_rows(plan: ComparePlan, directory: Path) -> tuple[list[dict], dict[s
             rows.append({"method": method, "kind": "technique", "status": "not run"})
             continue
         rows.append(aggregate(method, records))
+        if records[0].get("verdict"):  # the first seed's own verdict, paired on its held-out examples
+            rows[-1]["verdict"] = records[0]["verdict"]
         if records[0].get("curve"):
             curves[method] = records[0]["curve"]
         for record in records:
@@ -136,7 +166,7 @@ def aggregate(method: str, records: list[dict], kind: str = "technique") -> dict
             row["note"] = f"{len(failed)} of {len(records)} seeds did not finish: " + row["note"]
     else:
         row["status"] = "ok"
-    for key in AVERAGED + METRICS:
+    for key in AVERAGED + METRICS + HALF_WIDTHS:
         values = [r[key] for r in ok if isinstance(r.get(key), (int, float))]
         if not values:
             continue

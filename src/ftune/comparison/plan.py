@@ -40,6 +40,8 @@ class ComparePlan:
             config.method.options = {}
         config.method.name = slot.method
         config.train.seed = slot.seed
+        if config.data.split_seed is None:  # every seed on the same split: seeds vary the training only
+            config.data.split_seed = self.seeds[0]
         return config
 
     def to_json(self) -> str:

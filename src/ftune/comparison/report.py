@@ -25,6 +25,7 @@ ROW_FIELDS = (
     "peak_memory_mb", "model_memory_mb", "wall_time_s", "train_steps", "tokens_per_s", "ship_size_mb",
     "accuracy", "accuracy_std", "f1", "f1_std", "perplexity", "perplexity_std",
     "preference_accuracy", "preference_accuracy_std", "reward_margin", "reward_margin_std",
+    "accuracy_ci95", "perplexity_ci95", "preference_accuracy_ci95", "verdict",
 )
 RESULT_FILES = {"csv": "results.csv", "json": "results.json", "md": "results.md", "html": "report.html"}
 MISSING = "—"
@@ -104,14 +105,18 @@ def _metrics_shown(rows: list[dict], meta: dict) -> list[str]:
 
 
 def _metric_cell(row: dict, metric: str, seeds: Any) -> str:
+    """``0.8807 ± 0.022`` (95% interval over examples), then ``sd 0.004`` across seeds where
+    more than one ran: the two spreads apart."""
     value, std = finite_number(row.get(metric)), finite_number(row.get(f"{metric}_std"))
+    half = finite_number(row.get(f"{metric}_ci95"))
     if value is None:
         return MISSING
     digits = 2 if metric == "perplexity" else 4
+    text = f"{value:.{digits}f}" + (f" ± {half:.3f}" if half is not None else "")
     seeds = len(seeds) if isinstance(seeds, (list, tuple)) else seeds
     if std is not None and isinstance(seeds, int) and seeds > 1:
-        return f"{value:.{digits}f} ± {std:.{digits}f}"
-    return f"{value:.{digits}f}"
+        text += f" (sd {std:.{digits}f})"
+    return text
 
 
 def status_text(row: dict) -> str:
@@ -145,8 +150,17 @@ def _meta_lines(meta: dict) -> list[tuple[str, str]]:
     return [(k, str(v)) for k, v in items if v not in (None, "")]
 
 
+VERDICTS_TITLE = "Verdicts (each technique against its best baseline, paired on the first seed's held-out examples)"
+
+
+def _verdicts(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(str(r["method"]), str(r["verdict"])) for r in rows if r.get("kind") == "technique" and r.get("verdict")]
+
+
 def _footnote(rows: list[dict], meta: dict) -> str:
-    notes = ["Metrics are mean ± standard deviation over seeds where more than one seed ran."]
+    notes = ["Metrics are means over seeds; ± is half the width of a 95% bootstrap interval over the held-out "
+             "examples (the spread the examples alone cause), and (sd …) the standard deviation across seeds, "
+             "which vary the training only: every seed uses the same split (data.split_seed)."]
     if "perplexity" in _metrics_shown(rows, meta):
         notes.append("Perplexity: lower is better.")
     notes.append("Baselines train nothing, so their resource columns are empty (—).")
@@ -161,6 +175,9 @@ def results_markdown(rows: list[dict], meta: dict) -> str:
     header, body = table(rows, meta)
     title = f"# ftune compare: {meta.get('model', 'model')} on {meta.get('data', 'data')}"
     lines = [title, "", *(f"- {k}: {v}" for k, v in _meta_lines(meta)), ""]
+    verdicts = _verdicts(rows)
+    if verdicts:
+        lines += [f"## {VERDICTS_TITLE}", "", *(f"- **{method}**: {text}" for method, text in verdicts), ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---", "---", *["---:"] * (len(header) - 2)]) + "|")
     lines += ["| " + " | ".join(cell(c) for c in cells) + " |" for cells in body]
@@ -199,7 +216,12 @@ def report_html(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> 
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>", '<dl class="meta">']
     parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in _meta_lines(meta)]
-    parts += ["</dl>", "<h2>Results</h2>", "<table><thead><tr>",
+    parts.append("</dl>")
+    verdicts = _verdicts(rows)
+    if verdicts:
+        parts += [f"<h2>{esc(VERDICTS_TITLE)}</h2>", "<ul>",
+                  *(f"<li><b>{esc(method)}</b>: {esc(text)}</li>" for method, text in verdicts), "</ul>"]
+    parts += ["<h2>Results</h2>", "<table><thead><tr>",
               *(f"<th>{esc(h)}</th>" for h in header), "</tr></thead><tbody>"]
     for row, cells in zip(rows, body):
         status = str(row.get("status") or "")

@@ -38,6 +38,7 @@ class DataConfig:
     labels: list[str] | None = setting(None, "allowed labels; rows with other labels are reported and skipped")
     validation_fraction: float = setting(0.1, "share of the training file held out for validation when no validation file is given")
     max_rows: int | None = setting(None, "use a seeded stratified sample of at most this many training rows")
+    split_seed: int | None = setting(None, "seed of the held-out split and of the data.max_rows sample; empty = train.seed. `ftune compare --seeds N` holds it at the first seed, so that seeds vary the training and not the data")
     format: str = setting("auto", "data format: classification, {formats}; auto = detect")
     template: str = setting("auto", "chat template for generative data: auto (the model's own, else alpaca), {templates}")
     instruction: str | None = setting(None, "labeled data trained as chat (objective=sft): the instruction before each text; empty = \"Classify the text. Answer with one of: ...\"")
@@ -94,15 +95,16 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "complete checkpoints kept (older ones are deleted); a finished run deletes them all")
 
 
-BASELINE_KINDS = ("majority", "tfidf", "embeddings", "knn")
+BASELINE_KINDS = ("majority", "tfidf", "embeddings", "knn", "few_shot", "retrieval")
 
 
 @dataclass
 class EvalConfig:
-    baselines: bool | list[str] = setting(True, "cheap alternatives every classification run is measured against: true = all (majority, tfidf, embeddings: logistic regression on the base model's frozen sentence vectors, knn: nearest training rows by those vectors), false = none, or a list of them")
+    baselines: bool | list[str] = setting(True, "cheap alternatives every run is measured against: true = all, false = none, or a list of them. Classifiers: majority, tfidf, embeddings (logistic regression on the base model's frozen sentence vectors), knn (nearest training rows by those vectors). SFT and labeled data as chat, beside the base model zero-shot: few_shot (eval.few_shot fixed training examples before each prompt), retrieval (the eval.few_shot most similar ones, found by eval.retrieval); labeled data as chat also majority and tfidf")
     baseline_rows: int = setting(20000, "embeddings and knn baselines: at most this many training rows (a seeded stratified sample), so a large file costs minutes of embedding, not hours")
     baseline_model: Literal["logreg", "random_forest"] = setting("logreg", "bag-of-words baseline classifier on TF-IDF features")
-    few_shot: int = setting(4, "labeled data trained as chat: examples shown to the base model for its few-shot baseline")
+    few_shot: int = setting(4, "SFT: solved training examples put before each held-out prompt for the base model's few-shot and retrieval-augmented baselines (fewer where they would not fit in model.max_length)")
+    retrieval: str = setting("minilm-l6", "retrieval-augmented baseline: how the training examples nearest each held-out prompt are found: bm25, or a sentence encoder (built-in name or local model directory) compared by cosine similarity; its vectors are cached")
 
     def chosen_baselines(self) -> list[str]:
         if isinstance(self.baselines, bool):
@@ -133,3 +135,8 @@ class Config:
 SHORTHAND_SECTIONS = {"model": "name", "method": "name", "objective": "name"}
 
 DEFAULT_MAX_LENGTH = {"classification": 128, "sft": 1024, "dpo": 1024}
+
+
+def split_seed(config: Config) -> int:
+    """The seed of the held-out split (and the data.max_rows sample): data.split_seed, else train.seed."""
+    return config.train.seed if config.data.split_seed is None else config.data.split_seed

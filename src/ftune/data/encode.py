@@ -49,3 +49,9 @@ def stop_token_ids(tokenizer) -> list[int]:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.add(token_id)
     return sorted(i for i in ids if i is not None)
+
+
+def scored_examples(examples, template, tokenizer, max_length: int) -> list:
+    """The examples ``encode_examples`` keeps (at least one scored token), in the same order."""
+    return [example for example in examples
+            if any(label != -100 for label in encode_example(example, template, tokenizer, max_length).labels)]

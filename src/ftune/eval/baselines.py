@@ -39,21 +39,22 @@ def tfidf_baseline(
 
 
 def strip_predictions(metrics: dict[str, Any]) -> dict[str, Any]:
-    """A run's metrics without any entry's per-example predictions (splits -> entries -> scores)."""
-    return {split: ({name: without_predictions(scores) if isinstance(scores, dict) else scores
-                     for name, scores in entries.items()} if isinstance(entries, dict) else entries)
-            for split, entries in metrics.items()}
+    """A run's metrics as ``metrics.json`` keeps them: no per-example values (keys starting
+    with ``_``) at any depth."""
+    return {k: strip_predictions(v) if isinstance(v, dict) else v for k, v in metrics.items()
+            if not k.startswith(PER_EXAMPLE)}
 
 
-def without_predictions(scores: dict[str, Any]) -> dict[str, Any]:
-    """The scores as ``metrics.json`` keeps them: no per-example predictions."""
-    return {k: v for k, v in scores.items() if k not in (PREDICTIONS, CONFIDENCES)}
-
-
-# per-example predicted label ids (and, for the model, the probability of each prediction):
-# kept beside the scores for intervals, paired tests and errors.jsonl, not written to metrics.json
+# Per-example values kept beside the scores for intervals, paired tests and errors.jsonl, and
+# never written to metrics.json, start with PER_EXAMPLE: predicted label ids (and, for the
+# model, the probability of each prediction), response losses, preference wins.
+PER_EXAMPLE = "_"
 PREDICTIONS = "_predicted_ids"
 CONFIDENCES = "_confidences"
+EXAMPLE_LOSSES = "_example_losses"  # (summed negative log-likelihood, scored tokens) per example
+PAIR_WINS = "_wins"  # 1 / 0.5 / 0 per preference pair, by the implicit reward
+LIKELIHOOD_WINS = "_likelihood_wins"  # the same by per-token likelihood alone
+MARGINS = "_margins"  # each preference pair's implicit reward margin
 
 BASELINE_TITLES = {"majority": "majority class", "tfidf_logreg": "TF-IDF + logistic regression",
                    "tfidf_random_forest": "TF-IDF + random forest",

@@ -66,7 +66,7 @@ def predict_probabilities(model, tokenizer, texts: list[str], max_length: int, b
 def evaluate_texts(model, tokenizer, texts: list[str], label_ids: list[int], label_names: list[str],
                    max_length: int, batch_size: int = 64) -> dict[str, Any]:
     """Metrics (with cross-entropy loss) of ``model`` on labeled texts, with the per-example
-    predictions beside them (``without_predictions`` drops them)."""
+    predictions beside them (``strip_predictions`` drops them)."""
     import numpy as np
 
     from ftune.eval.metrics import classification_metrics

@@ -9,10 +9,13 @@ from typing import Any, Sequence
 def response_loss(model, encoded: Sequence, collator, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
     """Token-weighted mean cross-entropy over the trained (response) tokens, and its perplexity.
 
-    ``encoded`` items are dicts with ``input_ids`` and ``labels`` (-100 = not scored).
+    ``encoded`` items are dicts with ``input_ids`` and ``labels`` (-100 = not scored). Each
+    example's (summed negative log-likelihood, scored tokens) is kept under ``EXAMPLE_LOSSES``,
+    in the order given, for intervals and paired comparisons.
     """
     import torch
 
+    from ftune.eval.baselines import EXAMPLE_LOSSES
     from ftune.models.lm_head import shifted_token_logps
 
     device = next(model.parameters()).device
@@ -22,7 +25,7 @@ def response_loss(model, encoded: Sequence, collator, batch_size: int = 8, progr
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="scoring", unit="batch", leave=False)
-    total_loss, total_tokens = 0.0, 0
+    per_example: list[list[float]] = [[0.0, 0]] * len(encoded)
     model.eval()
     with torch.inference_mode():
         for batch_indices in batches:
@@ -30,10 +33,15 @@ def response_loss(model, encoded: Sequence, collator, batch_size: int = 8, progr
             labels = batch.pop("labels").to(device)
             # log-probabilities of the scored tokens only: no [tokens x vocabulary] logits kept
             logps, scored = shifted_token_logps(model, {k: v.to(device) for k, v in batch.items()}, labels)
-            total_loss -= float(logps.sum())
-            total_tokens += int(scored.sum())
+            sums = torch.zeros(len(batch_indices), dtype=torch.float64).index_add_(
+                0, scored.nonzero()[:, 0].cpu(), logps.detach().double().cpu())
+            for row, i in enumerate(batch_indices):
+                per_example[i] = [-float(sums[row]), int(scored[row].sum())]
+    total_loss = sum(nll for nll, _ in per_example)
+    total_tokens = sum(tokens for _, tokens in per_example)
     loss = total_loss / max(total_tokens, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens, "n": len(encoded)}
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens, "n": len(encoded),
+            EXAMPLE_LOSSES: per_example}
 
 
 def generate_replies(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, temperature: float,

@@ -52,7 +52,9 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
     """Scores of ``model`` on encoded pairs. The reference is ``reference`` (a model), or the
     model itself inside ``disabled(model)`` (its technique's ``Method.disabled``: adapters
     switched off, no second copy in memory). ``same_as_reference`` (before training) skips
-    the reference pass: every margin is 0."""
+    the reference pass: every margin is 0. Per-pair wins and margins are kept under the
+    per-example keys of ``ftune.eval.baselines``."""
+    from ftune.eval.baselines import LIKELIHOOD_WINS, MARGINS, PAIR_WINS
     from ftune.eval.scoring import completion_logps
 
     pairs = [(p["prompt"], p[side]) for p in encoded_pairs for side in ("chosen", "rejected")]
@@ -62,18 +64,19 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
     else:
         with _reference(model, reference, disabled) as ref_model:
             ref = completion_logps(ref_model, pairs, pad_id, batch_size=4, progress="scoring pairs (reference)")
-    margins, likelihood_wins = [], 0.0
+    margins, likelihood_wins = [], []
     for i in range(0, len(pairs), 2):
         (chosen, n_chosen), (rejected, n_rejected) = policy[i], policy[i + 1]
         margins.append(beta * ((chosen - ref[i][0]) - (rejected - ref[i + 1][0])))
         per_token = chosen / n_chosen - rejected / n_rejected
-        likelihood_wins += 1.0 if per_token > 0 else 0.5 if per_token == 0 else 0.0
+        likelihood_wins.append(1.0 if per_token > 0 else 0.5 if per_token == 0 else 0.0)
     n = len(margins)
-    wins = sum(1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins)
+    wins = [1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins]
     # DPO's sigmoid loss, -log σ(margin), written to stay finite for any margin
     loss = sum(max(-m, 0.0) + math.log1p(math.exp(-abs(m))) for m in margins) / n
-    return {"preference_accuracy": wins / n, "reward_margin": sum(margins) / n,
-            "likelihood_accuracy": likelihood_wins / n, "loss": loss, "n": n}
+    return {"preference_accuracy": sum(wins) / n, "reward_margin": sum(margins) / n,
+            "likelihood_accuracy": sum(likelihood_wins) / n, "loss": loss, "n": n,
+            PAIR_WINS: wins, LIKELIHOOD_WINS: likelihood_wins, MARGINS: margins}
 
 
 @contextlib.contextmanager

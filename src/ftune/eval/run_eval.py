@@ -39,8 +39,10 @@ def run_data_settings(run_dir: str | Path, overrides: list[str]) -> DataConfig:
 
 
 def evaluate_run_on_file(run_dir: str | Path, path: str | Path, overrides: list[str],
-                         batch_size: int = 64) -> dict[str, Any]:
-    """Metrics of a run's model on a labeled file; rows with labels the model lacks are bad rows."""
+                         batch_size: int = 64, errors: int = 0) -> dict[str, Any]:
+    """Metrics of a run's model on a labeled file, with a 95% interval on accuracy (and, with
+    ``errors``, that many of its mistakes, the most confident first); rows with labels the
+    model lacks are bad rows."""
     from ftune.data.classification import format_bad_rows, load_labeled_file
     from ftune.eval.classifier import evaluate_texts, load_run_classifier
 
@@ -55,12 +57,22 @@ def evaluate_run_on_file(run_dir: str | Path, path: str | Path, overrides: list[
         import sys
 
         print(f"ftune: {format_bad_rows(examples)}", file=sys.stderr)
-    from ftune.eval.baselines import without_predictions
-
     index = {name: i for i, name in enumerate(classifier.label_names)}
-    return without_predictions(evaluate_texts(classifier.model, classifier.tokenizer, examples.texts,
-                                              [index[label] for label in examples.labels], classifier.label_names,
-                                              classifier.max_length, batch_size))
+    true_ids = [index[label] for label in examples.labels]
+    scores = evaluate_texts(classifier.model, classifier.tokenizer, examples.texts, true_ids, classifier.label_names,
+                            classifier.max_length, batch_size)
+    return _with_interval_and_errors(scores, examples.texts, true_ids, classifier.label_names, errors)
+
+
+def _with_interval_and_errors(scores: dict[str, Any], texts, true_ids, label_names, errors: int) -> dict[str, Any]:
+    from ftune.eval.baselines import CONFIDENCES, PREDICTIONS, strip_predictions
+    from ftune.eval.failures import misclassified
+    from ftune.eval.verdict import accuracy_interval
+
+    scores["accuracy_ci"] = accuracy_interval([p == t for p, t in zip(scores[PREDICTIONS], true_ids)])
+    if errors > 0:
+        scores["errors"] = misclassified(texts, true_ids, scores[PREDICTIONS], scores[CONFIDENCES], label_names)[:errors]
+    return strip_predictions(scores)
 
 
 def predict_run(run_dir: str | Path, texts: list[str] | None, path: str | None,
@@ -100,19 +112,23 @@ def is_classification_run(source: str | Path) -> bool:
 
 
 def evaluate_generative(source: str, path: str | Path, *, data_format: str = "auto", max_length: int = 1024,
-                        batch_size: int = 4, beta: float | None = None) -> dict[str, Any]:
+                        batch_size: int = 4, beta: float | None = None, errors: int = 0) -> dict[str, Any]:
     """What fits the data, for a generative run or a base model: loss and perplexity on the
     response tokens of SFT data; preference accuracy and reward margin on preference pairs;
-    label accuracy on labeled rows for a run trained on a labeled task as chat."""
+    label accuracy on labeled rows for a run trained on a labeled task as chat. Each with a 95%
+    bootstrap interval, and with ``errors``, that many of the worst examples."""
+    from ftune.eval.baselines import EXAMPLE_LOSSES, MARGINS, strip_predictions
+    from ftune.eval.failures import worst_pairs, worst_replies
+    from ftune.eval.verdict import with_perplexity_intervals, with_preference_intervals
     from ftune.data.collate import PaddedCausalCollator
     from ftune.data.generative import detect_file_format, format_generative_bad_rows, load_generative_file
     from ftune.eval.generative import response_loss
     from ftune.eval.generator import load_generator
-    from ftune.data.encode import encode_examples
+    from ftune.data.encode import encode_examples, scored_examples
 
     generator = load_generator(source)
     if data_format == "classification" or (data_format == "auto" and detect_file_format(path) is None):
-        return _label_accuracy_of_run(source, path, generator)
+        return _label_accuracy_of_run(source, path, generator, errors)
     examples = load_generative_file(path, format=data_format)
     if examples.bad_rows:
         import sys
@@ -128,16 +144,24 @@ def evaluate_generative(source: str, path: str | Path, *, data_format: str = "au
         pad_id = generator.tokenizer.pad_token_id or 0
         scores = preference_scores(generator.model, pairs, beta, reference, pad_id, same_as_reference=is_base,
                                    disabled=disabled)
-        return {**scores, "format": examples.format, "template": generator.template.name}
+        with_preference_intervals(scores)
+        if errors > 0:
+            scores["errors"] = worst_pairs(examples.examples, scores[MARGINS], errors)
+        return {**strip_predictions(scores), "format": examples.format, "template": generator.template.name}
     encoded, truncated = encode_examples(examples.examples, generator.template, generator.tokenizer, max_length)
     if not encoded:
         raise FtuneError(f"{path}: no example has response tokens left within {max_length} tokens")
     scores = response_loss(generator.model, encoded, PaddedCausalCollator.from_tokenizer(generator.tokenizer),
                            batch_size=batch_size)
-    return {**scores, "format": examples.format, "template": generator.template.name, "truncated": truncated}
+    with_perplexity_intervals({"scores": scores})
+    if errors > 0:
+        kept = scored_examples(examples.examples, generator.template, generator.tokenizer, max_length)
+        scores["errors"] = worst_replies(kept, scores[EXAMPLE_LOSSES], errors)
+    return {**strip_predictions(scores), "format": examples.format, "template": generator.template.name,
+            "truncated": truncated}
 
 
-def _label_accuracy_of_run(source: str, path: str | Path, generator) -> dict[str, Any]:
+def _label_accuracy_of_run(source: str, path: str | Path, generator, errors: int = 0) -> dict[str, Any]:
     """Label accuracy (by likelihood of each label's reply) of a run trained on a labeled task."""
     from ftune.data.classification import load_labeled_file
     from ftune.eval.label_scoring import label_accuracy
@@ -152,9 +176,10 @@ def _label_accuracy_of_run(source: str, path: str | Path, generator) -> dict[str
                                  header=data.header, delimiter=data.delimiter, text_separator=data.text_separator,
                                  allowed_labels=info["labels"], max_bad_fraction=data.max_bad_fraction)
     index = {name: i for i, name in enumerate(info["labels"])}
-    return label_accuracy(generator.model, generator.tokenizer, generator.template, examples.texts,
-                          [index[label] for label in examples.labels], info["labels"], info["label_words"],
-                          info["instruction"])
+    true_ids = [index[label] for label in examples.labels]
+    scores = label_accuracy(generator.model, generator.tokenizer, generator.template, examples.texts, true_ids,
+                            info["labels"], info["label_words"], info["instruction"])
+    return _with_interval_and_errors(scores, examples.texts, true_ids, info["labels"], errors)
 
 def _run_beta(source: str) -> float:
     """The DPO beta a run was trained with (its implicit reward's scale); 0.1, DPO's usual, otherwise."""

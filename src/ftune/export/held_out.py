@@ -3,6 +3,7 @@ same split), in the shape ``ftune.export.check`` scores."""
 
 from __future__ import annotations
 
+from ftune.config import split_seed
 from ftune.errors import FtuneError
 from ftune.export.check import HeldOutResponses, HeldOutTexts
 from ftune.export.finished_run import FinishedRun
@@ -13,7 +14,7 @@ def held_out_texts(run: FinishedRun, limit: int | None = None) -> HeldOutTexts:
 
     config = run.config
     _require_data(run)
-    data = build_classification_data(config.data, config.train.seed)
+    data = build_classification_data(config.data, split_seed(config))
     names = run.info["labels"]
     index = {name: i for i, name in enumerate(names)}
     split = data.validation
@@ -40,7 +41,7 @@ def held_out_responses(run: FinishedRun, tokenizer, limit: int | None = 100, pro
     else:
         from ftune.data.prepare_generative import build_generative_data
 
-        examples = build_generative_data(config.data, config.train.seed).validation
+        examples = build_generative_data(config.data, split_seed(config)).validation
     examples = examples[:limit] if limit else examples
     template = resolve_template(run.info.get("template", "auto"), tokenizer)
     items, _ = encode_examples(examples, template, tokenizer, run.max_length)

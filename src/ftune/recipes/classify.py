@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftune.config import Config
+from ftune.config import Config, split_seed
 from ftune.training.loop import TrainedRun
 
 
@@ -20,7 +20,7 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
     from ftune.recipes.finish import finish_training
 
     method = build_method(config.method.name, config.method.options)
-    data = build_classification_data(config.data, config.train.seed)
+    data = build_classification_data(config.data, split_seed(config))
     for notice in data.notices:
         echo(f"ftune: {notice}")
     split = data.manifest["split"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftune.config import Config
+from ftune.config import Config, split_seed
 from ftune.training.loop import TrainedRun
 
 
@@ -37,6 +37,7 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
 
     from ftune.data.prepare_generative import build_generative_data
     from ftune.eval.preference import encode_pair, preference_scores
+    from ftune.eval.verdict import preference_run_verdict, with_preference_intervals
     from ftune.methods import build_method
     from ftune.models.load import load_causal_lm
     from ftune.training.loop import build_trainer, open_run, run_training, start_generative_run
@@ -45,7 +46,7 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
     from ftune.recipes.finish import finish_training
 
     method = build_method(config.method.name, config.method.options)
-    data = build_generative_data(config.data, config.train.seed)
+    data = build_generative_data(config.data, split_seed(config))
     start = start_generative_run(config, method, data, "dpo", echo, resume)
     run, prepared, template = start.run, start.prepared, start.template
     tokenizer = prepared.task.tokenizer
@@ -94,9 +95,15 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
         after = preference_scores(trainer.model, held_out, config.objective.beta, reference, pad_id,
                                   disabled=disabled)
 
-    metrics: dict[str, Any] = {"validation": {"before": before, "after": after}, "training": training}
+    metrics: dict[str, Any] = {"validation": {"before": dict(before), "after": dict(after)}, "training": training}
+    for scores in metrics["validation"].values():
+        with_preference_intervals(scores, seed=config.train.seed)
+
+    def verdict(cost):
+        return preference_run_verdict(before, after, cost=cost, seed=config.train.seed)
+
     return finish_training(run, config, "dpo", data.manifest, metrics, method=method, model=session.trainer.model,
-                           tokenizer=tokenizer, extra={"template": template.name, "objective": "dpo"})
+                           tokenizer=tokenizer, extra={"template": template.name, "objective": "dpo"}, verdict=verdict)
 
 
 def pair_lengths(dataset, max_length: int) -> list[int]:

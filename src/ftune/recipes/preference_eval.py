@@ -31,13 +31,15 @@ class PreferenceEvaluation:
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         import time
 
+        from ftune.eval.baselines import PER_EXAMPLE
         from ftune.eval.preference import preference_scores
 
         started = time.monotonic()
         scores = preference_scores(self.model, self.held_out_pairs, self.beta, self.reference, self.pad_id,
                                    disabled=self.disabled)
         self.scores_by_step[self.state.global_step] = scores
-        metrics = {f"{metric_key_prefix}_{key}": value for key, value in scores.items() if key != "n"}
+        metrics = {f"{metric_key_prefix}_{key}": value for key, value in scores.items()
+                   if key != "n" and not key.startswith(PER_EXAMPLE)}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.monotonic() - started, 3)  # as Trainer.evaluate logs it
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

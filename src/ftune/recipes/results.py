@@ -78,35 +78,47 @@ def sft_tables(config, metrics: dict[str, Any]) -> list[Table]:
     before, after = validation["before"], validation["after"]
 
     def with_eos(scores):
+        if not scores.get("samples"):
+            return {**scores, "ended": "-"}
         return {**scores, "ended": f"{scores.get('samples_ended_with_eos', 0)} / {scores.get('samples', 0)}"}
 
+    titles = generative_titles(config)
+    rows = [(titles["before"], with_eos(before))]
+    rows += [(titles.get(key, key), with_eos(scores)) for key, scores in validation.items()
+             if key.startswith("base_") and isinstance(scores, dict) and "perplexity" in scores]
+    rows.append((titles["after"], with_eos(after)))
     tables = [Table(f"validation ({after['n']:,} examples, {after['tokens']:,} response tokens)",
                     [Column("loss", "loss"), Column("perplexity", "perplexity", ".2f"),
-                     Column("samples ending with EOS", "ended", "")],
-                    [("base model (before)", with_eos(before)), ("fine-tuned (after)", with_eos(after))],
-                    note="Generation samples (greedy), before and after: `samples.json`.")]
+                     Column("samples ending with EOS", "ended", "")], rows,
+                    note="Perplexity on the held-out replies only, the same tokens for every row; ± : half the "
+                         "width of a 95% bootstrap interval over the held-out examples (1,000 resamples). Few-shot "
+                         "rows put solved training examples before each prompt (fewer where they would not fit). "
+                         "Generation samples (greedy), base and fine-tuned side by side: `samples.json`.")]
     if "labels" in validation:
         tables.append(label_table(config, validation["labels"]))
     return tables
 
 
+def generative_titles(config) -> dict[str, str]:
+    """Row titles of an SFT run's entries (before, prompting baselines, after, label baselines)."""
+    from ftune.eval.prompting_baselines import few_shot_key, retrieval_key
+
+    k = config.eval.few_shot
+    return {"before": "base model, zero-shot", "base_zero_shot": "base model, zero-shot prompt",
+            few_shot_key(k): f"base model, {k}-shot prompt (fixed examples)",
+            retrieval_key(k): f"base model, {k}-shot prompt (retrieved by {config.eval.retrieval})",
+            "after": f"{model_title(config)} (fine-tuned)", "fine_tuned": f"{model_title(config)} (SFT)",
+            **BASELINE_TITLES}
+
+
 def label_table(config, labels: dict[str, Any]) -> Table:
     """Fine-tuned vs base-model prompting vs classical baselines on a labeled task as chat."""
-    tuned = f"{model_title(config)} (SFT)"
-
-    def title(key: str) -> str:
-        if key == "fine_tuned":
-            return tuned
-        if key == "base_zero_shot":
-            return "base model, zero-shot prompt"
-        if key.startswith("base_"):
-            return f"base model, {key.split('_')[1]}-shot prompt"
-        return BASELINE_TITLES.get(key, key)
-
-    rows = sorted(((title(k), v) for k, v in labels.items()), key=lambda row: row[0] != tuned)
+    titles = generative_titles(config)
+    rows = sorted(((titles.get(k, k), v) for k, v in labels.items()), key=lambda row: row[0] != titles["fine_tuned"])
     n = labels["fine_tuned"]["n"] if "fine_tuned" in labels else next(iter(labels.values()))["n"]
     return Table(f"label accuracy on the validation split ({n:,} rows, label chosen by likelihood)",
-                 [Column("accuracy", "accuracy"), Column("macro-F1", "f1")], rows)
+                 [Column("accuracy", "accuracy"), Column("macro-F1", "f1")], rows,
+                 note="± : half the width of a 95% bootstrap interval over the held-out rows (1,000 resamples).")
 
 
 def dpo_tables(config, metrics: dict[str, Any]) -> list[Table]:
@@ -117,7 +129,8 @@ def dpo_tables(config, metrics: dict[str, Any]) -> list[Table]:
                   [("before training", before), ("after training", after)],
                   note="Preference accuracy and reward margin use DPO's implicit reward against the reference; "
                        "before training they are 0.5 and 0 by construction. Likelihood accuracy: the model alone "
-                       "finds the chosen reply more likely per token.")]
+                       "finds the chosen reply more likely per token. ± : half the width of a 95% bootstrap "
+                       "interval over the held-out pairs (1,000 resamples).")]
 
 
 RESULT_TABLES: dict[str, Callable[[Any, dict[str, Any]], list[Table]]] = {
