@@ -78,6 +78,10 @@ def test_train_writes_a_complete_reloadable_run(tmp_path, model_fixture, request
     assert len(wrong) == min(4, round((1 - scores["accuracy"]) * 40)) and all(e["true"] != e["predicted"] for e in wrong)
     assert [e["confidence"] for e in wrong] == sorted((e["confidence"] for e in wrong), reverse=True)
     assert scores["accuracy_ci"][0] <= scores["accuracy"] <= scores["accuracy_ci"][1]
+    # the cheap baselines, fitted on the run's own training split, on this file, and the verdict
+    assert set(scores["baselines"]) == {"majority", "tfidf_logreg"}
+    best = max(scores["baselines"], key=lambda k: scores["baselines"][k]["accuracy"])
+    assert scores["verdict"]["baseline_key"] == best and scores["verdict"]["run_score"] == scores["accuracy"]
     assert {"accuracy", "f1", "precision", "recall", "loss", "n"} <= set(scores) and scores["n"] == 40
     matrix = scores["confusion_matrix"]
     cells = matrix["rows_true_columns_predicted"]

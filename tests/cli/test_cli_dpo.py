@@ -31,7 +31,7 @@ def test_dpo_with_lora_raises_held_out_preference_accuracy(tmp_path, tiny_llama_
     verdict = metrics["verdict"]
     assert verdict["metric"] == "held-out preference accuracy" and verdict["baseline_key"] == "before"
     assert verdict["difference"] == round((after["preference_accuracy"] - 0.5) * 100, 4)
-    assert verdict["text"].startswith("preference tuning ") and f"verdict (validation split): " in result.stdout
+    assert verdict["text"].startswith("preference tuning ") and "verdict (validation split): " in result.stdout
     info = read_json(run / "model" / "ftune-model.json")
     assert info["objective"] == "dpo" and (run / "model" / "adapter_model.safetensors").is_file()
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]

@@ -51,7 +51,7 @@ def test_sft_run_reports_before_and_after_and_ships_a_model(sft_run):
     assert verdict["baseline_key"] == min(alternatives, key=lambda k: validation[k]["perplexity"])
     assert set(verdict["against"]) == set(alternatives) and verdict["metric"] == "held-out response perplexity"
     assert f"verdict (validation split): {verdict['text']}" in result.stdout
-    assert "4-shot prompt (retrieved by minilm-l6)" in result.stdout
+    assert "4-shot prompt, retrieved by minilm-l6" in result.stdout
     samples = read_json(run / "samples.json")
     assert len(samples) == 2 and all({"prompt", "before", "after"} <= set(s) for s in samples)
     assert all(s["after"]["new_tokens"] <= 6 for s in samples)
@@ -59,7 +59,9 @@ def test_sft_run_reports_before_and_after_and_ships_a_model(sft_run):
     assert info["task"] == "causal_lm" and info["template"] == "alpaca"  # no chat template: alpaca
     manifest = read_json(run / "data.json")
     assert manifest["format"] == "alpaca" and manifest["template"] == "alpaca"
-    assert (run / "README.md").read_text().count("|") > 8
+    card = (run / "README.md").read_text()
+    assert card.count("|") > 8 and "The first held-out prompts" in card  # full fine-tuning: no adapters to switch off
+    assert card.startswith("# ") and f"**Verdict** (validation split): {verdict['text']}." in card
 
 
 def test_eval_reports_response_perplexity_for_run_and_base_model(sft_run, tiny_llama_dir):
@@ -216,3 +218,5 @@ def test_merged_run_ships_plain_weights_that_score_like_the_adapter(tmp_path, ti
     change = [abs(s["loss_per_token"]["before"] - s["loss_per_token"]["after"]) for s in samples]
     assert len(samples) == 2 and change == sorted(change, reverse=True) and change[0] > 0
     assert all(s["before"]["new_tokens"] <= 4 and s["after"]["new_tokens"] <= 4 for s in samples)
+    card = (run / "README.md").read_text()
+    assert "## Replies, base and fine-tuned" in card and "changed most in likelihood per token" in card

@@ -90,8 +90,9 @@ def test_a_lower_perplexity_is_a_win_and_the_same_losses_are_indistinguishable()
     assert comparison.outcome == "better" and comparison.high < 0
     assert comparison.run_score == pytest.approx(np.exp(0.8 * base[:, 0].sum() / base[:, 1].sum()))
     sentence = verdict_sentence(comparison)
-    assert sentence.startswith("fine-tuning lowered held-out response perplexity below the best alternative "
-                               "(few-shot prompting, ") and "worth it" in sentence
+    assert sentence.startswith(f"fine-tuning lowered held-out response perplexity to {comparison.run_score:.2f}, "
+                               f"{-comparison.difference:.2f} below the best alternative (few-shot prompting, ")
+    assert "worth it" in sentence
     assert compare_perplexity("few-shot prompting", base, tuned).outcome == "worse"
     same = compare_perplexity("zero-shot", base, base)
     assert same.outcome == "indistinguishable" and same.low == same.high == 0.0

@@ -43,7 +43,8 @@ def run(args) -> int:
               if classifier else evaluate(args.run_dir, args.data, args.overrides, errors=args.errors))
     if args.json:
         if classifier:
-            keys = ("accuracy", "accuracy_ci", "f1", "precision", "recall", "loss", "n", "confusion_matrix", "errors")
+            keys = ("accuracy", "accuracy_ci", "f1", "precision", "recall", "loss", "n", "confusion_matrix", "errors",
+                    "baselines", "verdict", "verdict_skipped")
             scores = {k: scores[k] for k in keys if k in scores}
         print(json.dumps(scores))
         return 0
@@ -68,6 +69,14 @@ def run(args) -> int:
         for label, row in scores["per_class"].items():
             print(f"  {label:<20} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
                   f"f1 {row['f1']:.3f}  n {row['support']}")
+        for key, baseline in scores.get("baselines", {}).items():
+            low, high = baseline["accuracy_ci"]
+            print(f"  baseline {key:<15} accuracy {baseline['accuracy']:.4f}  (95% CI {low:.4f} to {high:.4f}; "
+                  "fitted on the run's training split)")
+        if scores.get("verdict"):
+            print(f"\nverdict (on {args.data}): {scores['verdict']['text']}")
+        elif scores.get("verdict_skipped"):
+            print(f"\nno verdict: {scores['verdict_skipped']}")
     if args.errors:
         _print_errors(scores.get("errors", []), args.errors)
     return 0

@@ -61,7 +61,36 @@ def evaluate_run_on_file(run_dir: str | Path, path: str | Path, overrides: list[
     true_ids = [index[label] for label in examples.labels]
     scores = evaluate_texts(classifier.model, classifier.tokenizer, examples.texts, true_ids, classifier.label_names,
                             classifier.max_length, batch_size)
-    return _with_interval_and_errors(scores, examples.texts, true_ids, classifier.label_names, errors)
+    verdict = _verdict_on_file(run_dir, scores, examples.texts, true_ids, classifier.label_names)
+    return {**_with_interval_and_errors(scores, examples.texts, true_ids, classifier.label_names, errors), **verdict}
+
+
+def _verdict_on_file(run_dir, scores: dict[str, Any], texts, true_ids, label_names) -> dict[str, Any]:
+    """The majority-class and TF-IDF baselines, fitted on the run's own training split, scored on
+    the file, and the run's verdict against the better one (paired on the file's rows); or why not."""
+    from ftune.config import split_seed
+    from ftune.data.prepare import build_classification_data
+    from ftune.eval.baselines import BASELINE_TITLES, PREDICTIONS, majority_baseline, strip_predictions, tfidf_baseline
+    from ftune.eval.verdict import accuracy_interval, classification_verdict
+    from ftune.runs.run_dir import use_recorded_data_paths
+    from ftune.settings import config_from_dict
+
+    config = config_from_dict(json.loads((Path(run_dir) / "model" / "ftune-model.json").read_text())["config"])
+    use_recorded_data_paths(config, Path(run_dir))
+    if config.data.train and not Path(config.data.train).is_file():
+        return {"verdict_skipped": f"the run's training file {config.data.train} is gone: no baselines to compare with"}
+    data = build_classification_data(config.data, split_seed(config))
+    index = {name: i for i, name in enumerate(label_names)}
+    train_ids = [index[data.label_names[i]] for i in data.train.label_ids]
+    entries = {"model": scores,
+               "majority": majority_baseline(train_ids, true_ids, list(label_names)),
+               "tfidf_logreg": tfidf_baseline(data.train.texts, train_ids, texts, true_ids, list(label_names),
+                                              "logreg", config.train.seed)}
+    correct = {key: [p == t for p, t in zip(entry[PREDICTIONS], true_ids)] for key, entry in entries.items()}
+    titled = {key: {**entry, "title": BASELINE_TITLES.get(key, key)} for key, entry in entries.items()}
+    baselines = {key: {**strip_predictions(entry), "accuracy_ci": accuracy_interval(correct[key])}
+                 for key, entry in entries.items() if key != "model"}
+    return {"baselines": baselines, "verdict": classification_verdict(titled, correct, seed=config.train.seed)}
 
 
 def _with_interval_and_errors(scores: dict[str, Any], texts, true_ids, label_names, errors: int) -> dict[str, Any]:

@@ -178,9 +178,11 @@ def verdict_sentence(comparison: Comparison, *, what: str = "fine-tuning",
     shown = f"{c.alternative}, {c.alternative_score:.{m.digits}f}"
     interval = f"95% CI {c.low:+.{1 if m.unit else 2}f} to {c.high:+.{1 if m.unit else 2}f}"
     gain = abs(c.difference)
-    if c.outcome == "better":
-        how = "beat" if m.higher_is_better else f"lowered {m.name} below"
-        text = (f"{what} {how} the best alternative ({shown}) by {m.amount(gain)} "
+    if c.outcome == "better" and not m.higher_is_better:
+        text = (f"{what} lowered {m.name} to {c.run_score:.{m.digits}f}, {gain:.2f} below the best alternative "
+                f"({shown}; {interval}): worth it")
+    elif c.outcome == "better":
+        text = (f"{what} beat the best alternative ({shown}) by {m.amount(gain)} "
                 f"(reaching {c.run_score:.{m.digits}f}; {interval}): worth it")
     elif c.outcome == "worse":
         text = (f"{what} did worse than {c.alternative} ({c.alternative_score:.{m.digits}f}) by {m.amount(gain)} "

@@ -56,6 +56,7 @@ def write_model_card(run, config: Config, objective: str, manifest: dict[str, An
         f"Split: {split['train']:,} train / {split['validation']:,} validation ({split['validation_from']}).",
         *(table.markdown() for table in result_tables(objective, config, metrics)),
         *([_failures(run)] if objective == "classification" else []),
+        *([_side_by_side(run)] if objective == "sft" else []),
         "## Use",
         "```\n" + USAGE[objective].format(run=run.path) + "\n```",
         "## Limitations",
@@ -96,3 +97,29 @@ def _failures(run) -> str:
         lines.append(f"- true `{true}`, predicted `{predicted}`: {count:,} rows; e.g. \"{text}\" "
                      f"({example['confidence']:.2f})")
     return "\n".join(lines)
+
+
+def _side_by_side(run, count: int = 3) -> str:
+    """Base and fine-tuned greedy replies to a few held-out prompts (``samples.json``)."""
+    import json
+
+    path = Path(run.path) / "samples.json"
+    samples = json.loads(path.read_text()) if path.is_file() else []
+    if not samples:
+        return "## Replies, base and fine-tuned\n\nNo samples (generate.samples=0)."
+    contrasted = "loss_per_token" in samples[0]
+    lines = ["## Replies, base and fine-tuned", "",
+             ("The held-out prompts whose replies changed most in likelihood per token" if contrasted
+              else "The first held-out prompts") + f"; greedy replies (all {len(samples)} in `samples.json`):", ""]
+    for sample in samples[:count]:
+        prompt = next((m["content"] for m in reversed(sample["prompt"]) if m["role"] == "user"), "")
+        change = (f" (reference reply's loss per token {sample['loss_per_token']['before']:.2f} → "
+                  f"{sample['loss_per_token']['after']:.2f})" if contrasted else "")
+        lines += [f"- prompt: {_short(prompt)}{change}", f"  - base: {_short(sample['before']['reply'])}",
+                  f"  - fine-tuned: {_short(sample['after']['reply'])}"]
+    return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

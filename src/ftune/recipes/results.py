@@ -105,8 +105,8 @@ def generative_titles(config) -> dict[str, str]:
 
     k = config.eval.few_shot
     return {"before": "base model, zero-shot", "base_zero_shot": "base model, zero-shot prompt",
-            few_shot_key(k): f"base model, {k}-shot prompt (fixed examples)",
-            retrieval_key(k): f"base model, {k}-shot prompt (retrieved by {config.eval.retrieval})",
+            few_shot_key(k): f"base model, {k}-shot prompt, fixed examples",
+            retrieval_key(k): f"base model, {k}-shot prompt, retrieved by {config.eval.retrieval}",
             "after": f"{model_title(config)} (fine-tuned)", "fine_tuned": f"{model_title(config)} (SFT)",
             **BASELINE_TITLES}
 
