@@ -58,6 +58,13 @@ def test_compare_measures_each_technique_in_its_own_process_and_writes_the_repor
     assert float(lora["accuracy_ci95"]) > 0 and abs(float(lora["accuracy_ci95"]) - half) < 0.2
     markdown = (out / "results.md").read_text()
     assert "## Verdicts" in markdown and f"- **lora**: {seeds[0]['verdict']['text']}" in markdown
+    errors = [json.loads(line) for line in (next((out / "lora-seed42").glob("*-lora")) / "errors.jsonl").read_text()
+              .splitlines()]
+    if errors:  # the most frequent confusion of the first seed, with its count
+        from collections import Counter
+
+        (true, predicted), n = Counter((e["true"], e["predicted"]) for e in errors).most_common(1)[0]
+        assert f"Most frequent mistakes: {true} taken for {predicted}: {n} (e.g." in markdown
     assert " ± " in markdown and "(sd " in markdown and markdown.index("## Verdicts") < markdown.index("| method")
     assert "[1/6] lora (seed 42)" in result.stdout
 

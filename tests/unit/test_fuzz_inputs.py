@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from ftune.errors import FtuneError  # noqa: E402
 
 GENERATIVE_FORMATS = ["auto", "alpaca", "chat", "prompt_completion", "text", "preference"]
-FUZZ = settings(max_examples=600, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 EXTENSIONS = [".csv", ".tsv", ".json", ".jsonl", ".csv.gz", ".jsonl.gz"]
 

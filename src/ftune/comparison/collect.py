@@ -46,6 +46,9 @@ def slot_record(plan: ComparePlan, directory: Path, slot: Slot) -> dict[str, Any
         record["verdict"] = metrics["verdict"]["text"]
     record["baselines"] = baseline_metrics(metrics)
     record["curve"] = loss_curve(run_dir / "log.jsonl")
+    mistakes = top_mistakes(run_dir / "errors.jsonl")
+    if mistakes:
+        record["mistakes"] = mistakes
     return record
 
 
@@ -109,6 +112,21 @@ def baseline_metrics(metrics: dict) -> dict[str, dict[str, float]]:
     return found
 
 
+def top_mistakes(errors_path: Path, count: int = 3) -> str:
+    """A classifier run's most frequent confusions, each with its most confident example, in one line."""
+    from ftune.eval.failures import top_confusions
+
+    if not errors_path.is_file():
+        return ""
+    errors = [json.loads(line) for line in errors_path.read_text().splitlines() if line.strip()]
+    parts = []
+    for true, predicted, n in top_confusions(errors, count):
+        example = next(e for e in errors if e["true"] == true and e["predicted"] == predicted)["text"]
+        example = example if len(example) <= 80 else example[:77] + "..."
+        parts.append(f"{true} taken for {predicted}: {n} (e.g. \"{example}\")")
+    return "; ".join(parts)
+
+
 def weights_size_mb(model_dir: Path) -> float | None:
     if not model_dir.is_dir():
         return None
@@ -142,8 +160,9 @@ def collect_rows(plan: ComparePlan, directory: Path) -> tuple[list[dict], dict[s
             rows.append({"method": method, "kind": "technique", "status": "not run"})
             continue
         rows.append(aggregate(method, records))
-        if records[0].get("verdict"):  # the first seed's own verdict, paired on its held-out examples
-            rows[-1]["verdict"] = records[0]["verdict"]
+        for key in ("verdict", "mistakes"):  # the first seed's own, on its held-out examples
+            if records[0].get(key):
+                rows[-1][key] = records[0][key]
         if records[0].get("curve"):
             curves[method] = records[0]["curve"]
         for record in records:

@@ -25,7 +25,7 @@ ROW_FIELDS = (
     "peak_memory_mb", "model_memory_mb", "wall_time_s", "train_steps", "tokens_per_s", "ship_size_mb",
     "accuracy", "accuracy_std", "f1", "f1_std", "perplexity", "perplexity_std",
     "preference_accuracy", "preference_accuracy_std", "reward_margin", "reward_margin_std",
-    "accuracy_ci95", "perplexity_ci95", "preference_accuracy_ci95", "verdict",
+    "accuracy_ci95", "perplexity_ci95", "preference_accuracy_ci95", "verdict", "mistakes",
 )
 RESULT_FILES = {"csv": "results.csv", "json": "results.json", "md": "results.md", "html": "report.html"}
 MISSING = "—"
@@ -154,7 +154,10 @@ VERDICTS_TITLE = "Verdicts (each technique against its best baseline, paired on 
 
 
 def _verdicts(rows: list[dict]) -> list[tuple[str, str]]:
-    return [(str(r["method"]), str(r["verdict"])) for r in rows if r.get("kind") == "technique" and r.get("verdict")]
+    """Each technique's verdict, and its most frequent mistakes where it wrote them."""
+    return [(str(r["method"]), str(r["verdict"]) + (f". Most frequent mistakes: {r['mistakes']}" if r.get("mistakes")
+                                                      else ""))
+            for r in rows if r.get("kind") == "technique" and r.get("verdict")]
 
 
 def _footnote(rows: list[dict], meta: dict) -> str:
