@@ -152,7 +152,7 @@ def _contrasting_samples(config, method, model, tokenizer, template, held_out, b
     from ftune.eval.generative import generate_replies
 
     count = config.generate.samples
-    if count <= 0:
+    if count <= 0 or EXAMPLE_LOSSES not in before["scores"]:  # none asked, or a base measured by an older ftune
         return []
     per_token = [[nll / max(tokens, 1) for nll, tokens in scores["scores"][EXAMPLE_LOSSES]]
                  for scores in (before, after)]

@@ -110,7 +110,9 @@ def _flatten_node(node: yaml.Node, prefix: str, file: str, out: dict[str, Settin
 
 
 def _construct(node: yaml.Node) -> Any:
-    return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
+    """The node's Python value, constructed directly (a serialize-and-reload round trip fails on
+    some valid nodes, such as the empty value in ``(:``)."""
+    return yaml.SafeLoader("").construct_document(node)
 
 
 def parse_override(text: str, problems: list[str]) -> tuple[str, Setting] | None:
