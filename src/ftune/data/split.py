@@ -103,3 +103,10 @@ def _allocate(sizes: dict[str, int], total: int, cap: dict[str, int]) -> dict[st
         label = max(open_, key=lambda k: ideal[k] - quota[k])
         quota[label] += 1
     return quota
+
+
+def capped_rows(label_ids: Sequence[int], limit: int, seed: int) -> list[int]:
+    """All row indices, or a seeded stratified sample of ``limit`` of them (file order) when there are more."""
+    if len(label_ids) <= limit:
+        return list(range(len(label_ids)))
+    return sorted(subsample_stratified([str(i) for i in label_ids], limit, seed))

@@ -128,14 +128,11 @@ class _FrozenBaselines:
     baselines; the training rows capped at ``eval.baseline_rows`` by a stratified sample."""
 
     def __init__(self, config: Config, data):
-        from ftune.data.split import subsample_stratified
+        from ftune.data.split import capped_rows
         from ftune.eval.embedding_baselines import FrozenEncoder
 
         self.label_names = data.label_names
-        rows = list(range(len(data.train.texts)))
-        if len(rows) > config.eval.baseline_rows:
-            rows = sorted(subsample_stratified([str(i) for i in data.train.label_ids], config.eval.baseline_rows,
-                                               config.train.seed))
+        rows = capped_rows(data.train.label_ids, config.eval.baseline_rows, config.train.seed)
         self.encoder = FrozenEncoder(config.model.name, config.model.max_length)
         self.train_ids = [data.train.label_ids[i] for i in rows]
         self.train_vectors = self.encoder.vectors([data.train.texts[i] for i in rows])

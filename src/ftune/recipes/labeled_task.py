@@ -52,14 +52,11 @@ class LabeledTask:
         a stratified sample) as solved earlier turns, the most similar nearest the question."""
         from ftune.data.conversation import Message
         from ftune.data.labeled_chat import label_prompt
-        from ftune.data.split import subsample_stratified
+        from ftune.data.split import capped_rows
         from ftune.eval.retrieval import nearest_training_rows
 
         t = self.data.train
-        rows = list(range(len(t.texts)))
-        if len(rows) > config.eval.baseline_rows:
-            rows = sorted(subsample_stratified([str(i) for i in t.label_ids], config.eval.baseline_rows,
-                                               config.train.seed))
+        rows = capped_rows(t.label_ids, config.eval.baseline_rows, config.train.seed)
         found = nearest_training_rows(config.eval.retrieval, [t.texts[i] for i in rows], self.data.validation.texts, k)
         return [[turn for j in reversed(nearest) for turn in
                  (*label_prompt(t.texts[rows[j]], self.instruction), Message("assistant", self.words[t.label_ids[rows[j]]]))]
