@@ -1,15 +1,25 @@
 """SFT training throughput: ftune vs TRL's fastest batching vs the common padded recipe.
 
 Trains the same model (SmolLM2-135M by default), the same Alpaca rows and the same LoRA
-settings three ways, each in its own process so peak memory is its own:
+settings several ways, each in its own process so peak memory is its own:
 
-- ftune: ftune's loss masks, length-grouped dynamic padding and training loop;
+- ftune: ftune's defaults: loss masks, length-grouped dynamic padding, its training loop, the
+  precision ``train.precision=auto`` picks (bf16 autocast on CPUs with native bf16), fused
+  AdamW and SDPA attention;
+- one row per lever, ftune with that one lever undone (``fp32``: no bf16 autocast;
+  ``unfused_adamw``: AdamW's per-parameter loop; ``eager_attention``: no SDPA), so the JSON
+  says what each bought; ``--levers compile`` adds ftune with ``torch.compile`` (its compile
+  time is reported apart from the timed steps);
 - trl: TRL's SFTTrainer with ``padding_free=True`` (its fastest option on CPU);
 - padded: transformers Trainer + PEFT with every row padded to ``max_length`` 512, as many
   tutorials do.
 
 Real (non-pad) tokens per second are measured over the same number of optimizer steps after
-a warm-up. Prints one JSON object. Needs ``pip install trl`` (the ``bench`` extra).
+a warm-up. The machine's own matmul rate (fp32 and bf16, at the model's shapes) is measured in
+the same run, and ``model_flops_utilization`` is the achieved training FLOP/s over the bf16
+rate (4 FLOPs per matmul weight per token, see bench/machine.py). The benchmark refuses to
+report when other work keeps the CPU busy before or after a child. Prints one JSON object.
+Needs ``pip install trl`` (the ``bench`` extra).
 
     python bench/sft_throughput.py --steps 12 --batch-size 8
 """
@@ -28,6 +38,10 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca" / "alpaca_2k.jsonl"
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
 WARMUP_STEPS = 2
+LEVERS = ("fp32", "unfused_adamw", "eager_attention")  # each undoes one of ftune's defaults
+OPTIONAL_LEVERS = ("compile",)  # each adds one
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
@@ -37,21 +51,37 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed optimizer steps (after 2 warm-up steps)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rows", type=int, default=400, help="training rows taken from the data")
-    parser.add_argument("--child", choices=["ftune", "trl", "padded"], help=argparse.SUPPRESS)
+    parser.add_argument("--levers", default=",".join(LEVERS),
+                        help=f"ftune rows with one lever changed: {', '.join(LEVERS + OPTIONAL_LEVERS)}; empty = none")
+    parser.add_argument("--allow-shared-cpu", action="store_true",
+                        help="measure even when other work keeps the CPU busy (smoke tests; never report such figures)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_child(args)))
         return
     if not Path(args.data).is_file():
         sys.exit(f"{args.data} not found (the shared data sets live in ../shared/data)")
+    from machine import QuietCpu, matmul_rates, utilization
+
+    levers = [lever for lever in args.levers.split(",") if lever]
+    unknown = set(levers) - set(LEVERS + OPTIONAL_LEVERS)
+    if unknown:
+        sys.exit(f"--levers: unknown {', '.join(sorted(unknown))}; choose from {', '.join(LEVERS + OPTIONAL_LEVERS)}")
+    quiet = QuietCpu(allow_shared=args.allow_shared_cpu)
+    quiet.check("before measuring the matmul rate")
+    rates = matmul_rates(hidden=576, width=1536)  # SmolLM2-135M's hidden and feed-forward sizes
     results = {}
-    for way in ("ftune", "trl", "padded"):
+    for way in ("ftune", *(f"ftune_{lever}" for lever in levers), "trl", "padded"):
         command = [sys.executable, __file__, "--child", way, *sys.argv[1:]]
         print(f"bench: {way} ...", file=sys.stderr, flush=True)
+        quiet.check(f"before {way}")
         done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
         if done.returncode != 0:
             sys.exit(f"{way} failed:\n{done.stderr[-3000:]}")
+        quiet.check(f"after {way}")
         results[way] = json.loads(done.stdout.strip().splitlines()[-1])
+        results[way].update(utilization(results[way]["tokens_per_s"], results[way]["flops_per_token"], rates))
     f, t, p = results["ftune"], results["trl"], results["padded"]
     print(json.dumps({
         "model": args.model, "rows": args.rows, "batch_size": args.batch_size, "timed_steps": args.steps,
@@ -63,6 +93,22 @@ def main() -> None:
         "ftune_peak_rss_mb": f["peak_rss_mb"], "trl_peak_rss_mb": t["peak_rss_mb"],
         "baseline_peak_rss_mb": p["peak_rss_mb"],
         "padding_share": {k: v["padding_share"] for k, v in results.items()},
+        "ftune_precision": f["precision"],
+        "ftune_memory_vs_trl": round(f["peak_rss_mb"] / t["peak_rss_mb"], 3),
+        "ftune_memory_vs_baseline": round(f["peak_rss_mb"] / p["peak_rss_mb"], 3),
+        "matmul_rates": rates,
+        "flops_per_token": f["flops_per_token"],
+        "model_flops_utilization": f["model_flops_utilization"],
+        "model_flops_utilization_fp32": f["model_flops_utilization_fp32"],
+        "utilization": {k: v["model_flops_utilization"] for k, v in results.items()},
+        # tokens/s with ftune's defaults over tokens/s with the lever changed: above 1 means the
+        # default (bf16, fused AdamW, SDPA) pays; for an added lever (compile), below 1 means it would
+        "levers": {way.removeprefix("ftune_"): {
+            "tokens_per_s": r["tokens_per_s"], "peak_rss_mb": r["peak_rss_mb"],
+            "defaults_speedup": round(f["tokens_per_s"] / r["tokens_per_s"], 3),
+            **({"compile_seconds": r["compile_seconds"]} if "compile_seconds" in r else {})}
+            for way, r in results.items() if way.startswith("ftune_")},
+        "cpu_load_samples": quiet.samples, "cpu_shared_allowed": args.allow_shared_cpu,
     }, indent=2))
 
 
@@ -101,7 +147,7 @@ def run_child(args) -> dict:
     from peft import LoraConfig
 
     from ftune.data.generative import load_generative_file
-    from ftune.models.load import load_causal_lm, resolve_model_dir
+    from ftune.models.load import load_causal_lm
 
     torch.manual_seed(0)
     examples = load_generative_file(args.data).examples[: args.rows]
@@ -111,12 +157,14 @@ def run_child(args) -> dict:
                   dataloader_num_workers=0, disable_tqdm=True, seed=0)
     lora = LoraConfig(task_type="CAUSAL_LM", r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                       target_modules="all-linear")
-    task = load_causal_lm(args.model)
+    lever = args.child.removeprefix("ftune_") if args.child.startswith("ftune_") else None
+    task = load_causal_lm(args.model, **({"attn_implementation": "eager"} if lever == "eager_attention" else {}))
     model, tokenizer = task.model, task.tokenizer
     timer = timed_trainer_callback()
+    precision = "fp32"
 
-    if args.child == "ftune":
-        trainer, collator = _ftune_trainer(args, examples, task, total_steps, timer)
+    if args.child.startswith("ftune"):
+        trainer, collator, precision = _ftune_trainer(args, examples, task, total_steps, timer, lever)
     elif args.child == "trl":
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
@@ -144,24 +192,32 @@ def run_child(args) -> dict:
         trainer = Trainer(model=get_peft_model(model, lora), args=TrainingArguments(output_dir="/tmp/ftune-bench-pad",
                           remove_unused_columns=False, **common), train_dataset=rows, data_collator=collator,
                           callbacks=[timer])
+    from machine import matmul_parameters
+
+    flops_per_token = 4 * matmul_parameters(trainer.model)
+    started = time.perf_counter()
     trainer.train()
     times = timer.times
     seconds = times[-1] - times[WARMUP_STEPS - 1]
+    warmup_seconds = times[WARMUP_STEPS - 1] - started
     tokens = sum(collator.real_tokens[WARMUP_STEPS:total_steps])
     padded = sum(collator.all_tokens[WARMUP_STEPS:total_steps])
     return {"tokens_per_s": round(tokens / seconds, 2), "seconds": round(seconds, 2), "real_tokens": tokens,
-            "padding_share": round(1 - tokens / padded, 4),
+            "padding_share": round(1 - tokens / padded, 4), "precision": precision,
+            "flops_per_token": flops_per_token,
+            **({"compile_seconds": round(warmup_seconds, 1)} if lever == "compile" else {}),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def _ftune_trainer(args, examples, task, total_steps, timer):
-    """ftune's own path: its masks, collator, length-grouped sampler and Trainer subclass."""
+def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
+    """ftune's own path: its masks, collator, length-grouped sampler, Trainer subclass and
+    precision choice, with ``lever`` changed (see LEVERS). Returns (trainer, collator, precision)."""
     from ftune.settings import load_config
     from ftune.data.collate import PaddedCausalCollator
     from ftune.data.templates import resolve_template
     from ftune.methods import build_method
     from ftune.training.loop import PreparedModel, build_trainer
-    from ftune.training.device import count_parameters, plan_device
+    from ftune.training.device import choose_precision, count_parameters, plan_device
     from ftune.runs.run_dir import RunDir
     from ftune.data.encode import EncodedDataset, encode_examples
     from ftune.training.trainer import ResponseLossTrainer
@@ -174,20 +230,22 @@ def _ftune_trainer(args, examples, task, total_steps, timer):
     method = build_method("lora", config.method.options)
     model = method.apply(task.model, task)
     trainable, total = count_parameters(model)
-    prepared = PreparedModel(task, model, trainable, total, plan_device("cpu"))
+    plan = choose_precision(plan_device("cpu", "fp32" if lever == "fp32" else "auto"), model)
+    prepared = PreparedModel(task, model, trainable, total, plan)
     template = resolve_template("auto", task.tokenizer)
     items, _ = encode_examples(examples, template, task.tokenizer, 1024)
     collator = CountingCollator(PaddedCausalCollator.from_tokenizer(task.tokenizer))
     run = RunDir.create("/tmp/ftune-bench-runs", "bench")
+    extra = {"optim": "adamw_torch"} if lever == "unfused_adamw" else {"torch_compile": True} if lever == "compile" else {}
     session = build_trainer(config, method, prepared, EncodedDataset(items), EncodedDataset(items[:8]), collator, run,
-                            metric="loss", greater_is_better=False, trainer_class=ResponseLossTrainer)
+                            metric="loss", greater_is_better=False, trainer_class=ResponseLossTrainer, extra_args=extra)
     trainer = session.trainer
     trainer.args.eval_strategy = "no"  # measure training only, as for the other two
     for callback in list(trainer.callback_handler.callbacks):
         if type(callback).__name__ in ("ProgressBar", "StopAndEvaluate", "KeepBest", "StepLog"):
             trainer.remove_callback(callback)
     trainer.add_callback(timer)
-    return trainer, collator
+    return trainer, collator, plan.precision
 
 
 if __name__ == "__main__":

@@ -40,7 +40,13 @@ def test_every_class_with_two_rows_gets_a_validation_row():
 
 
 def test_tiny_inputs():
-    assert len(stratified_split(["a", "b", "a", "b"], 0.01, seed=0)[1]) == 1  # at least 1
+    # a tiny file holds out one row of every label, whatever the fraction, so the held-out
+    # split measures each label and the majority baseline is not trivially 0 or 1
+    train, validation = stratified_split(["a", "b", "a", "b"], 0.01, seed=0)
+    assert sorted(["a", "b", "a", "b"][i] for i in validation) == ["a", "b"] and len(train) == 2
+    ten = ["positive"] * 5 + ["negative"] * 5
+    assert sorted(ten[i] for i in stratified_split(ten, 0.1, seed=3)[1]) == ["negative", "positive"]
+    assert len(stratified_split(["a"] * 5 + ["b"], 0.01, seed=0)[1]) == 1  # "b" has one row: it trains
     with pytest.raises(DataError, match="every label has a single row"):
         stratified_split(["a", "b", "c"], 0.5, seed=0)
     with pytest.raises(ValueError):

@@ -77,3 +77,44 @@ def test_gradient_checkpointing_still_trains(tmp_path, tiny_bert_dir, method):
     else:
         lora = [p for n, p in trained.named_parameters() if "lora_B" in n]
         assert lora and any(p.abs().sum() > 0 for p in lora), "LoRA B matrices stayed zero"
+
+
+def test_small_data_trains_min_steps_unless_epochs_are_set(tmp_path, tiny_bert_dir):
+    lines = []
+    config = load_config(None, [f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
+                                f"run.dir={tmp_path / 'runs'}", "train.batch_size=4", "model.max_length=32",
+                                "train.min_steps=40", "eval.baselines=false"])
+    result = train_classifier(config, echo=lines.append)
+    assert result.metrics["training"]["optimizer_steps"] == 40  # 9 steps an epoch, 3 epochs = 27 < 40
+    assert any("to reach train.min_steps = 40" in str(line) for line in lines)
+    log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "eval_accuracy" in r] == [9, 18, 27, 36, 40]
+    explicit = run(tmp_path / "explicit", tiny_bert_dir, "train.epochs=1", "train.min_steps=40", "eval.baselines=false")
+    assert explicit.metrics["training"]["optimizer_steps"] == 9  # epochs set: exactly that many
+    off = run(tmp_path / "off", tiny_bert_dir, "train.min_steps=0", "eval.baselines=false")
+    assert off.metrics["training"]["optimizer_steps"] == 27  # the default 3 epochs
+
+
+def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path, tiny_bert_dir):
+    result = run(tmp_path, tiny_bert_dir, "train.max_steps=3", "train.precision=bf16", "eval.baselines=false")
+    training = result.metrics["training"]
+    assert (training["precision"], training["precision_reason"]) == ("bf16", "set by train.precision")
+    assert training["optimizer_steps"] == 3
+
+
+def test_the_autocast_wrapper_is_dropped_after_training():
+    """accelerate wraps a bf16 model's forward in autocast; after training it must go, so the
+    held-out figures are measured in fp32 as ``ftune eval`` measures them."""
+    import torch
+    from accelerate import Accelerator
+
+    from ftune.training.loop import _drop_autocast_wrapper
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16))
+    inputs = torch.randn(4, 16)
+    reference = model(inputs)
+    Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    assert not torch.equal(model(inputs), reference)  # bf16 matmul: the wrapper is in place
+    _drop_autocast_wrapper(model)
+    assert torch.equal(model(inputs), reference) and "_original_forward" not in model.__dict__

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ftune.comparison.plan import ComparePlan, Slot
+from ftune.config import epochs
 from ftune.comparison.columns import TASK_METRICS
 from ftune.settings import config_to_dict
 
@@ -128,7 +129,7 @@ def write_report(plan: ComparePlan, directory: Path, started: str, command: str)
     t = plan.config.train
     limits = [f"{t.max_steps} steps" if t.max_steps is not None else "",
               f"{t.max_minutes:g} min" if t.max_minutes is not None else ""]
-    budget = " or ".join(x for x in limits if x) or f"{t.epochs:g} epochs"
+    budget = " or ".join(x for x in limits if x) or f"{epochs(t):g} epochs"
     budget += " per technique"
     meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": task_name(rows),
             "budget": budget, "seeds": len(plan.seeds), "started": started,

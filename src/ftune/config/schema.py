@@ -71,7 +71,7 @@ class GenerateConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = setting(3.0, "passes over the training data")
+    epochs: float | None = setting(None, "passes over the training data; empty = 3, and for classification more over small data, until train.min_steps optimizer steps")
     batch_size: int = setting(16, "examples per device step")
     eval_batch_size: int = setting(64, "examples per evaluation step")
     learning_rate: float | None = setting(None, "peak learning rate; empty = the technique's default")
@@ -86,10 +86,11 @@ class TrainConfig:
     metric: Literal["accuracy", "f1"] = setting("accuracy", "validation metric for best-model selection and early stopping")
     evals_per_epoch: int = setting(1, "validation evaluations per epoch")
     max_steps: int | None = setting(None, "stop after this many optimizer steps")
+    min_steps: int = setting(300, "classification with train.epochs empty: train at least this many optimizer steps, adding epochs over small data (train.max_minutes still ends training); 0 = 3 epochs")
     max_minutes: float | None = setting(None, "stop after this much training time; the schedule is fitted to it")
     seed: int = setting(42, "seed for the split, initialisation and data order")
     device: Literal["auto", "cpu", "cuda", "mps"] = setting("auto", "where to train; auto picks CUDA, then MPS, then CPU")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "auto = fp32 on CPU/MPS, bf16 (or fp16) on CUDA")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "auto = bf16 (or fp16) on CUDA; on a CPU bf16 autocast where it multiplies bf16 natively (AVX-512 BF16, AMX) and a probe at the model's shapes finds it faster, else fp32; MPS fp32. Weights and optimizer state stay fp32")
     threads: int | None = setting(None, "CPU threads for torch; empty = torch's default")
     checkpoint_every: str | bool | None = setting("5m", "save a resumable checkpoint every N optimizer steps (200) or minutes (10m); empty or off = never. `ftune train --resume RUN` continues from the last one")
     keep_checkpoints: int = setting(2, "complete checkpoints kept (older ones are deleted); a finished run deletes them all")
@@ -134,7 +135,14 @@ class Config:
 # ``model=smollm2-135m`` is shorthand for ``model.name=smollm2-135m``; same for method, objective.
 SHORTHAND_SECTIONS = {"model": "name", "method": "name", "objective": "name"}
 
+DEFAULT_EPOCHS = 3.0  # train.epochs when empty
+
 DEFAULT_MAX_LENGTH = {"classification": 128, "sft": 1024, "dpo": 1024}
+
+
+def epochs(train: TrainConfig) -> float:
+    """train.epochs, or the default 3 when it is empty."""
+    return DEFAULT_EPOCHS if train.epochs is None else train.epochs
 
 
 def split_seed(config: Config) -> int:

@@ -21,9 +21,9 @@ def stratified_split(
 ) -> tuple[list[int], list[int]]:
     """Split row indices into (train, validation), stratified by label, both sorted.
 
-    The validation set has round(fraction * n) rows (at least 1); every class with two or
-    more rows gets at least one validation row when there are enough validation rows to go
-    round, and keeps at least one training row; a class with a single row stays in train.
+    The validation set has round(fraction * n) rows, and at least one per class with two or
+    more rows (so a tiny file still measures every label, and majority is not trivially 0 or
+    1); every class keeps at least one training row; a class with a single row stays in train.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
@@ -35,7 +35,7 @@ def stratified_split(
             f"cannot make a validation split from {len(labels)} row(s): every label has a "
             "single row, and each needs one to train on"
         )
-    wanted = min(max(1, round(fraction * len(labels))), capacity)
+    wanted = min(max(1, round(fraction * len(labels)), len(splittable)), capacity)
     sizes = {label: len(rows) for label, rows in splittable.items()}
     quota = _allocate(sizes, wanted, cap={label: n - 1 for label, n in sizes.items()})
     validation: list[int] = []

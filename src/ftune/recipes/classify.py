@@ -36,7 +36,7 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
         config, method, prepared, train_set,
         TokenizedExamples(tokenizer, data.validation, config.model.max_length),
         DataCollatorWithPadding(tokenizer), run,
-        metric=config.train.metric, compute_metrics=_training_metrics,
+        metric=config.train.metric, compute_metrics=_training_metrics, min_steps=config.train.min_steps, echo=echo,
     )
     shape = BatchShape([len(item["input_ids"]) for item in train_set.items], config.train.batch_size)
     session.memory_plan = fit_to_memory(config, session.trainer, prepared, shape, head="classifier", echo=echo)

@@ -28,7 +28,7 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
             problems.append(f"{where(key)}{key} = {value!r}: {message}")
 
     t, d, m = config.train, config.data, config.model
-    require(t.epochs > 0, "train.epochs", "must be above 0")
+    require(t.epochs is None or t.epochs > 0, "train.epochs", "must be above 0 (or empty for the default)")
     require(t.batch_size >= 1, "train.batch_size", "must be at least 1")
     require(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
     require(t.learning_rate is None or t.learning_rate > 0, "train.learning_rate", "must be above 0")
@@ -40,6 +40,7 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
     require(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes", "must be above 0")
     require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
             "train.early_stopping_patience", "must be at least 1 (or empty to turn it off)")
+    require(t.min_steps >= 0, "train.min_steps", "must be 0 (off) or more")
     require(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
     require(_checkpoint_interval_ok(t.checkpoint_every), "train.checkpoint_every",
             "must be a number of optimizer steps (200), of minutes (10m), or off")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ftune.config import Config
+from ftune.config import Config, epochs
 from ftune.errors import MethodNotApplicable
 from ftune.training.checkpoints import checkpoint_step
 
@@ -34,7 +34,7 @@ def prepare_model(config: Config, method, load_task: Callable[..., Any], echo=pr
     import torch
     from transformers import set_seed
 
-    from ftune.training.device import count_parameters, plan_device
+    from ftune.training.device import choose_precision, count_parameters, plan_device
 
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
@@ -45,9 +45,10 @@ def prepare_model(config: Config, method, load_task: Callable[..., Any], echo=pr
     if problems:
         raise MethodNotApplicable("\n".join(problems))
     model = method.apply(task.model, task)
+    plan = choose_precision(plan, model)
     trainable, total = count_parameters(model)
     echo(f"ftune: {config.model.name} + {config.method.name}: {trainable:,} of {total:,} parameters train "
-         f"({trainable / total:.2%}); device {plan.device}, {plan.precision}")
+         f"({trainable / total:.2%}); device {plan.device}, {plan.precision} ({plan.reason})")
     return PreparedModel(task, model, trainable, total, plan)
 
 
@@ -145,6 +146,11 @@ def finish_run(run, training: dict[str, Any]) -> None:
     remove_checkpoints(run.path)
 
 
+# Epochs added for train.min_steps are evaluated at most this many times in all: a 10-row
+# file would otherwise pay an evaluation after every one of its hundreds of steps.
+MAX_EXTENDED_EVALUATIONS = 20
+
+
 @dataclass
 class TrainingSession:
     trainer: Any
@@ -159,11 +165,14 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
                   metric: str, greater_is_better: bool = True, compute_metrics=None,
                   eval_batch_size: int | None = None, trainer_class=None, args_class=None,
                   extra_args: dict[str, Any] | None = None, extra_trainer_kwargs: dict[str, Any] | None = None,
-                  learning_rate_key: str | None = None) -> TrainingSession:
+                  learning_rate_key: str | None = None, min_steps: int = 0, echo=print) -> TrainingSession:
     """A Trainer over ``train_set`` that evaluates ``metric`` on ``eval_set`` each epoch.
 
     ``trainer_class`` / ``args_class`` swap in a Trainer subclass and its arguments class
     (TRL's DPOTrainer and DPOConfig); ``extra_args`` are passed to the arguments class.
+    ``min_steps`` (classification: ``train.min_steps``) adds epochs over small data until
+    training takes that many optimizer steps, unless ``train.max_steps`` or ``train.epochs``
+    is set.
     """
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -176,7 +185,14 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
 
     t = config.train
     steps_per_epoch = math.ceil(len(train_set) / (t.batch_size * t.gradient_accumulation_steps))
-    total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
+    total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * epochs(t)))
+    eval_steps = max(1, math.ceil(steps_per_epoch / t.evals_per_epoch))
+    if not t.max_steps and t.epochs is None and total_steps < min_steps:
+        total_steps = min_steps
+        eval_steps = max(eval_steps, math.ceil(total_steps / MAX_EXTENDED_EVALUATIONS))
+        echo(f"ftune: {len(train_set):,} training rows make {steps_per_epoch} step(s) an epoch; training "
+             f"{total_steps / steps_per_epoch:.0f} epochs instead of {epochs(t):g}, to reach train.min_steps = "
+             f"{min_steps} optimizer steps" + (" (or train.max_minutes)" if t.max_minutes else ""))
     schedule = ProgressSchedule(total_steps, t.warmup_ratio, t.scheduler,
                                 t.max_minutes * 60 if t.max_minutes else None)
     learning_rate = t.learning_rate or method.default_learning_rates[learning_rate_key or prepared.task.task]
@@ -193,10 +209,11 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         prediction_loss_only=compute_metrics is None,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=learning_rate,
+        optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and GPU), not a loop
         weight_decay=t.weight_decay,
-        num_train_epochs=t.epochs,
+        num_train_epochs=epochs(t),
         max_steps=total_steps,
-        eval_strategy="steps", eval_steps=max(1, math.ceil(steps_per_epoch / t.evals_per_epoch)),
+        eval_strategy="steps", eval_steps=eval_steps,
         save_strategy="no",  # the best weights are kept in memory by KeepBest
         logging_steps=max(1, min(50, total_steps // 100)),
         report_to="none",
@@ -255,6 +272,7 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
     seconds = time.monotonic() - started
     peak = peak_memory_mb(device)
     session.keep_best.restore_best()
+    _drop_autocast_wrapper(trainer.model)
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     t, state, prepared = config.train, trainer.state, session.prepared
     # held-out evaluations run inside trainer.train(): their time is not training time
@@ -274,11 +292,22 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         "resumed_from_step": checkpoint_step(resume_from) if resume_from else None,
         "best_step": session.keep_best.best_step,
         "device": prepared.plan.device, "precision": prepared.plan.precision,
+        "precision_reason": prepared.plan.reason,
         "model_memory_mb": _model_memory_mb(prepared.model),
         # RSS on CPU, allocated memory on GPU; of training alone where the platform allows
         "peak_training_memory_mb": peak, "peak_memory_scope": "training" if phase_only else "process",
         "memory_plan": session.memory_plan.as_dict() if session.memory_plan else None,
     }
+
+
+def _drop_autocast_wrapper(model) -> None:
+    """accelerate runs a mixed-precision model's forward under autocast by wrapping it; the
+    wrapper outlives training. Unwrapped, everything measured after training (held-out
+    metrics, samples, baselines on the same model) runs in fp32, as ``ftune eval`` will."""
+    if "_original_forward" in getattr(model, "__dict__", {}):
+        from accelerate.utils import extract_model_from_parallel
+
+        extract_model_from_parallel(model, keep_fp32_wrapper=False)
 
 
 def _model_memory_mb(model) -> float | None:
