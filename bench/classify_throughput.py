@@ -82,7 +82,8 @@ def run_parent(args) -> dict:
     sys.path.insert(0, str(BENCH))
     from machine import QuietCpu, matmul_rates, utilization
 
-    quiet = QuietCpu(allow_shared=args.allow_shared_cpu)  # samples recorded either way
+    # samples recorded either way; short ones when they cannot refuse
+    quiet = QuietCpu(allow_shared=args.allow_shared_cpu, sample_seconds=0.25 if args.allow_shared_cpu else 2.0)
     quiet.check("before matmul rates")
     rates = matmul_rates(hidden=HIDDEN, width=WIDTH)
     results = {}

@@ -87,6 +87,8 @@ def test_small_data_trains_min_steps_unless_epochs_are_set(tmp_path, tiny_bert_d
     result = train_classifier(config, echo=lines.append)
     assert result.metrics["training"]["optimizer_steps"] == 40  # 9 steps an epoch, 3 epochs = 27 < 40
     assert any("to reach train.min_steps = 40" in str(line) for line in lines)
+    # 4 held-out rows: the run says up front that only a huge difference could show
+    assert any("validation split has 4 row(s): accuracies closer than about 49 points" in str(line) for line in lines)
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "eval_accuracy" in r] == [9, 18, 27, 36, 40]
     explicit = run(tmp_path / "explicit", tiny_bert_dir, "train.epochs=1", "train.min_steps=40", "eval.baselines=false")
@@ -118,3 +120,11 @@ def test_the_autocast_wrapper_is_dropped_after_training():
     assert not torch.equal(model(inputs), reference)  # bf16 matmul: the wrapper is in place
     _drop_autocast_wrapper(model)
     assert torch.equal(model(inputs), reference) and "_original_forward" not in model.__dict__
+
+
+def test_the_small_split_notice_scales_with_the_rows():
+    from ftune.recipes.classify import small_split_notice
+
+    assert "about 15 points" in small_split_notice(40, "validation split")  # the default job's split
+    assert "about 69 points" in small_split_notice(2, "validation split")  # a 10-row file
+    assert small_split_notice(100, "validation split") is None

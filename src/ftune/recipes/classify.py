@@ -27,6 +27,10 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
     echo(f"ftune: {split['train']:,} training rows, {split['validation']:,} validation rows"
          + (f", {split['test']:,} test rows" if split["test"] else "")
          + f"; labels: {', '.join(data.label_names)}")
+    too_few = small_split_notice(split["validation"], "validation split" if config.data.validation is None
+                                 else "validation file")
+    if too_few:
+        echo(f"ftune: {too_few}")
 
     run, prepared = start_run(config, method, lambda **options: load_classifier(
         config.model.name, data.label_names, config.model.trust_remote_code, **options), echo=echo, resume=resume)
@@ -57,6 +61,24 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
 
     return finish_training(run, config, "classification", data.manifest, metrics, method=method, model=model,
                            tokenizer=tokenizer, extra={"labels": data.label_names}, verdict=verdict)
+
+
+# Below this many held-out rows, ftune says up front how large a difference must be to show.
+SMALL_SPLIT_ROWS = 100
+
+
+def small_split_notice(rows: int, what: str) -> str | None:
+    """What a held-out split of ``rows`` rows can tell apart: the 95% interval of an accuracy
+    near 0.5 is about +-0.98/sqrt(n), so a small split cannot favour fine-tuning unless it is
+    far ahead of the baselines."""
+    if rows >= SMALL_SPLIT_ROWS:
+        return None
+    import math
+
+    points = min(100, round(98 / math.sqrt(max(rows, 1))))
+    return (f"the {what} has {rows} row(s): accuracies closer than about {points} points cannot be told "
+            "apart from chance, so the verdict can only favour fine-tuning if it is far ahead of the baselines; "
+            "more labeled rows (or a larger data.validation file) give a verdict that can tell")
 
 
 def _write_errors(run, data, model_scores: dict[str, Any]) -> None:
