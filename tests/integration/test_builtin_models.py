@@ -38,13 +38,13 @@ def test_default_job_beats_both_baselines(tmp_path):
 def test_minilm_lora_on_sst2_subset_beats_tfidf(tmp_path):
     need_model("minilm-l6")
     data = shared_file("sst2/train.tsv")
-    result = run_ftune("train", f"data.train={data}", "data.max_rows=4000", "train.max_steps=200",
+    result = run_ftune("train", f"data.train={data}", "data.max_rows=3000", "train.max_steps=160",
                        cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     run = only_run_dir(tmp_path)
     validation = read_json(run / "metrics.json")["validation"]
     assert validation["model"]["accuracy"] > validation["tfidf_logreg"]["accuracy"] + 0.03
-    assert read_json(run / "metrics.json")["training"]["optimizer_steps"] == 200
+    assert read_json(run / "metrics.json")["training"]["optimizer_steps"] == 160
 
     sample = tmp_path / "sample.tsv.gz"  # re-evaluation reads gzip too
     import gzip
@@ -74,8 +74,8 @@ def test_minilm_on_ag_news_headerless_four_classes(tmp_path):
 def test_smollm2_lora_classifier_trains_and_predicts(tmp_path):
     need_model("smollm2-135m")
     data = shared_file("sst2/train.tsv")
-    result = run_ftune("train", "model=smollm2-135m", f"data.train={data}", "data.max_rows=400",
-                       "train.max_steps=12", "train.batch_size=8", "model.max_length=48",
+    result = run_ftune("train", "model=smollm2-135m", f"data.train={data}", "data.max_rows=200",
+                       "train.max_steps=4", "train.batch_size=8", "model.max_length=48",
                        "eval.baselines=[majority,tfidf]",  # the frozen-vector baselines are tested on MiniLM
                        cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
