@@ -41,6 +41,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from steps import CountingCollator, timed_trainer_callback  # noqa: E402  (bench/steps.py)
 DATA = BENCH.parents[1] / "shared" / "data" / "sst2" / "train.tsv"
 MODEL = "minilm-l6"
 HIDDEN, WIDTH = 384, 1536  # MiniLM-L6's hidden size and feed-forward width, for the matmul rates
@@ -138,37 +140,6 @@ def run_parent(args) -> dict:
     out["cpu_load_samples"] = quiet.samples
     out["cpu_shared_allowed"] = bool(args.allow_shared_cpu)
     return out
-
-
-class CountingCollator:
-    """Wraps a collator and records the examples and real tokens of every batch it builds."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.examples: list[int] = []
-        self.real_tokens: list[int] = []
-        self.all_tokens: list[int] = []
-
-    def __call__(self, features):
-        batch = self.inner(features)
-        total = batch["input_ids"].numel()
-        self.examples.append(int(batch["input_ids"].shape[0]))
-        self.real_tokens.append(int(batch["attention_mask"].sum()) if "attention_mask" in batch else total)
-        self.all_tokens.append(total)
-        return batch
-
-
-def timed_trainer_callback():
-    from transformers import TrainerCallback
-
-    class StepTimes(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter())
-
-    return StepTimes()
 
 
 def load_rows(args):

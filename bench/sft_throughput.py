@@ -42,6 +42,7 @@ LEVERS = ("fp32", "unfused_adamw", "eager_attention")  # each undoes one of ftun
 OPTIONAL_LEVERS = ("compile",)  # each adds one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steps import CountingCollator, timed_trainer_callback  # noqa: E402  (bench/steps.py)
 
 
 def main() -> None:
@@ -115,36 +116,6 @@ def run_parent(args) -> dict:
             for way, r in results.items() if way.startswith("ftune_")},
         "cpu_load_samples": quiet.samples, "cpu_shared_allowed": args.allow_shared_cpu,
     }
-
-
-class CountingCollator:
-    """Wraps a collator and records the real tokens of every batch it builds."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.real_tokens: list[int] = []
-        self.all_tokens: list[int] = []
-
-    def __call__(self, features):
-        batch = self.inner(features)
-        total = batch["input_ids"].numel()
-        real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else total
-        self.real_tokens.append(real)
-        self.all_tokens.append(total)
-        return batch
-
-
-def timed_trainer_callback():
-    from transformers import TrainerCallback
-
-    class StepTimes(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter())
-
-    return StepTimes()
 
 
 def run_child(args) -> dict:
