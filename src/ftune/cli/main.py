@@ -72,7 +72,10 @@ _WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 def _report_unfinished_runs() -> None:
     """A run killed by the system (out of memory) left no message; say so now, once."""
     from ftune.runs.unfinished import report_unfinished_runs
+    from ftune.training.distributed import current_world
 
+    if not current_world().main:  # one of several processes: the main one says it
+        return
     report_unfinished_runs("runs", echo=lambda line: print(line, file=sys.stderr))
 
 

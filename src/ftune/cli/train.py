@@ -8,6 +8,7 @@ examples:
   ftune train model=smollm2-135m method=lora method.r=16 data.train=reviews.csv
   ftune train model=smollm2-135m data.train=alpaca.jsonl train.max_minutes=20
   ftune train --resume runs/20261130-120408-smollm2-135m-lora-sft   (after a crash: from its last checkpoint)
+  ftune train configs/sst2-minilm-lora.yaml train.processes=2   (DDP over 2 processes; or: accelerate launch -m ftune train ...)
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def run(args) -> int:
         config = load_config(path, overrides)  # every config problem surfaces here, before any import of torch
         result = train(config)
     from ftune.recipes.results import result_tables, training_summary
+    from ftune.training.distributed import current_world
+
+    if not current_world().main or (config.train.processes > 1 and not current_world().distributed):
+        return 0  # one of several processes, or the command that launched them: the main process reported
 
     for table in result_tables(result.objective, config, result.metrics):
         print("\n" + table.text())

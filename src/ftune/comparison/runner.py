@@ -25,10 +25,25 @@ FINISHED = ("ok", "not applicable")
 
 
 def run_comparison(plan: ComparePlan, directory: Path, command: str = "", echo=print) -> dict[str, Path]:
+    from ftune.tracking import open_comparison_tracking
+
     directory.mkdir(parents=True, exist_ok=True)
     plan_path = directory / "plan.json"
     if not plan_path.exists():
         plan_path.write_text(plan.to_json())
+    # train.report_to: a parent record (an MLflow parent run) that each technique's run joins
+    tracking = open_comparison_tracking(plan.config, directory, echo)
+    try:
+        files, stop = _run_slots(plan, directory, command, tracking.environment, echo)
+    except BaseException:
+        tracking.fail()
+        raise
+    tracking.finish(files, interrupted=stop)
+    return files
+
+
+def _run_slots(plan: ComparePlan, directory: Path, command: str, environment: dict[str, str],
+               echo=print) -> tuple[dict[str, Path], bool]:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     slots = plan.slots
     durations: list[float] = []
@@ -40,7 +55,7 @@ def run_comparison(plan: ComparePlan, directory: Path, command: str = "", echo=p
         remaining = sum(1 for s in slots[index - 1:] if not finished(directory, s))
         echo(f"\nftune compare: [{index}/{len(slots)}] {slot.method} (seed {slot.seed}); "
              f"{remaining} to run{_time_left(durations, remaining)}")
-        outcome, stop = run_slot(plan, directory, slot)
+        outcome, stop = run_slot(plan, directory, slot, environment)
         durations.append(outcome["wall_time_s"])
         echo(f"ftune compare: {slot.name}: {outcome['status']} in {outcome['wall_time_s']:.0f} s, "
              f"peak RSS {outcome['peak_rss_mb']:,.0f} MB" + (f" ({outcome['note']})" if outcome.get("note") else ""))
@@ -48,7 +63,7 @@ def run_comparison(plan: ComparePlan, directory: Path, command: str = "", echo=p
         if stop:
             echo(f"ftune compare: interrupted; run the same command with --resume {directory} to continue")
             break
-    return write_report(plan, directory, started, command)
+    return write_report(plan, directory, started, command), stop
 
 
 def finished(directory: Path, slot: Slot) -> bool:
@@ -56,8 +71,10 @@ def finished(directory: Path, slot: Slot) -> bool:
     return path.exists() and json.loads(path.read_text()).get("status") in FINISHED
 
 
-def run_slot(plan: ComparePlan, directory: Path, slot: Slot) -> tuple[dict[str, Any], bool]:
-    """Train one technique in a child process; its output passes through and is kept in output.log."""
+def run_slot(plan: ComparePlan, directory: Path, slot: Slot,
+             environment: dict[str, str] | None = None) -> tuple[dict[str, Any], bool]:
+    """Train one technique in a child process (``environment``: variables added to its own);
+    its output passes through and is kept in output.log."""
     from ftune.training.checkpoints import resumable_runs_under
 
     slot_dir = directory / slot.name
@@ -73,7 +90,8 @@ def run_slot(plan: ComparePlan, directory: Path, slot: Slot) -> tuple[dict[str, 
     interrupted = False
     with open(slot_dir / "output.log", "ab" if resuming else "wb") as log:
         child = subprocess.Popen([sys.executable, "-m", "ftune.comparison.worker", str(slot_dir)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 env={**os.environ, **(environment or {})})
         while True:
             try:
                 chunk = os.read(child.stdout.fileno(), 65536)

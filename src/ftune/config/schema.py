@@ -94,6 +94,11 @@ class TrainConfig:
     threads: int | None = setting(None, "CPU threads for torch; empty = torch's default")
     checkpoint_every: str | bool | None = setting("5m", "save a resumable checkpoint every N optimizer steps (200) or minutes (10m); empty or off = never. `ftune train --resume RUN` continues from the last one")
     keep_checkpoints: int = setting(2, "complete checkpoints kept (older ones are deleted); a finished run deletes them all")
+    report_to: list[str] = setting([], "experiment trackers that record the run: {trackers} (e.g. [tensorboard, mlflow]); empty or none = none")
+    experiment: str | None = setting(None, "MLflow experiment (wandb project) the run is recorded in; empty = $MLFLOW_EXPERIMENT_NAME, else ftune")
+    register_model: str | None = setting(None, "with mlflow in train.report_to: register the finished classifier in MLflow's model registry under this name")
+    processes: int = setting(1, "train over this many processes on this machine (one per GPU; on a CPU, each takes its share of the cores), launched through accelerate; the global batch is train.batch_size x gradient_accumulation_steps x processes")
+    distributed: Literal["ddp"] = setting("ddp", "how train.processes > 1 share the work: ddp = each holds the whole model, and gradients are averaged (gloo on CPU, NCCL on CUDA)")
 
 
 BASELINE_KINDS = ("majority", "tfidf", "embeddings", "knn", "few_shot", "retrieval")

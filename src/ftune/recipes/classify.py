@@ -15,7 +15,7 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
     from ftune.data.prepare import build_classification_data
     from ftune.methods import build_method
     from ftune.models.load import load_classifier
-    from ftune.training.loop import build_trainer, open_run, run_training, start_run
+    from ftune.training.loop import build_trainer, open_run, result_of_other_process, run_training, start_run
     from ftune.training.memory_fit import BatchShape, fit_to_memory
     from ftune.recipes.finish import finish_training
 
@@ -46,6 +46,9 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
     session.memory_plan = fit_to_memory(config, session.trainer, prepared, shape, head="classifier", echo=echo)
     open_run(run, config, data.manifest, session.memory_plan, echo)
     training = run_training(session, config, echo)
+    other_process = result_of_other_process(run, training, "classification")
+    if other_process:
+        return other_process
     model = session.trainer.model
 
     metrics = _evaluate_all(config, model, tokenizer, data)
@@ -60,7 +63,8 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
         return classification_run_verdict(metrics, true_ids, BASELINE_TITLES, cost=cost, seed=config.train.seed)
 
     return finish_training(run, config, "classification", data.manifest, metrics, method=method, model=model,
-                           tokenizer=tokenizer, extra={"labels": data.label_names}, verdict=verdict)
+                           tokenizer=tokenizer, extra={"labels": data.label_names}, verdict=verdict,
+                           tracking=session.tracking)
 
 
 # Below this many held-out rows, ftune says up front how large a difference must be to show.

@@ -10,16 +10,35 @@ from ftune.training.loop import TrainedRun
 def train_for_objective(config: Config, echo=print, resume=None) -> TrainedRun:
     """Train with the objective the config and data call for; the run, with ``objective`` set.
     ``resume``: an interrupted run's RunDir (``resume_from`` its checkpoint) to continue."""
+    from ftune.errors import FtuneError
+    from ftune.training.distributed import current_world, main_process_echo
+    from ftune.training.launch import launch_problems, train_in_processes
     from ftune.training.objective import resolve_objective, settle_defaults
 
     objective = resolve_objective(config)
     settle_defaults(config, objective)
+    world = current_world()
+    if config.train.processes > 1 and not world.distributed:  # start the processes; the main one writes the run
+        if resume is not None:
+            raise FtuneError(f"--resume {resume.path}: a run over train.processes = {config.train.processes} "
+                             "processes has no checkpoints to resume from yet")
+        return train_in_processes(config, objective, echo)
+    if world.distributed:  # one of the processes (started by ftune, accelerate launch or torchrun)
+        if objective == "dpo":
+            raise FtuneError("\n".join(launch_problems(config, objective, "cpu", world.size, world.size)))
+        echo = main_process_echo(echo)
     if objective == "classification":
         from ftune.recipes.classify import train_classifier as recipe
     elif objective == "sft":
         from ftune.recipes.sft import train_sft as recipe
     else:
         from ftune.recipes.dpo import train_dpo as recipe
-    result = recipe(config, echo, resume)
+    try:
+        result = recipe(config, echo, resume)
+    except BaseException:
+        from ftune.recipes.finish import fail_tracking
+
+        fail_tracking()  # the trackers' record of this run ends as failed, now, not at exit
+        raise
     result.objective = objective
     return result

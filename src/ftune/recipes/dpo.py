@@ -103,7 +103,8 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
         return preference_run_verdict(before, after, cost=cost, seed=config.train.seed)
 
     return finish_training(run, config, "dpo", data.manifest, metrics, method=method, model=session.trainer.model,
-                           tokenizer=tokenizer, extra={"template": template.name, "objective": "dpo"}, verdict=verdict)
+                           tokenizer=tokenizer, extra={"template": template.name, "objective": "dpo"}, verdict=verdict,
+                           tracking=session.tracking)
 
 
 def pair_lengths(dataset, max_length: int) -> list[int]:

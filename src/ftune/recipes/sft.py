@@ -42,7 +42,9 @@ def train_sft(config: Config, echo=print, resume=None) -> TrainedRun:
     from ftune.recipes.results import generative_titles
     from ftune.data.prepare_generative import build_generative_data
     from ftune.methods import build_method
-    from ftune.training.loop import build_trainer, open_run, run_training, start_generative_run
+    from ftune.training.distributed import current_world
+    from ftune.training.loop import (build_trainer, open_run, result_of_other_process, run_training,
+                                     start_generative_run)
     from ftune.training.memory_fit import BatchShape, fit_to_memory
     from ftune.recipes.finish import finish_training
     from ftune.training.trainer import ResponseLossTrainer
@@ -103,10 +105,14 @@ def train_sft(config: Config, echo=print, resume=None) -> TrainedRun:
                                             collator, _scoring_batch_size(config), echo)
         return {"before": before, "labels": label_scores, "prompting": prompting}
 
-    base = run.measured_once("before.json", measure_base)
-    before, label_scores, prompting = base["before"], base["labels"], base.get("prompting", {})
+    if current_world().main:  # the others only train
+        base = run.measured_once("before.json", measure_base)
+        before, label_scores, prompting = base["before"], base["labels"], base.get("prompting", {})
 
     training = run_training(session, config, echo)
+    other_process = result_of_other_process(run, training, "sft")
+    if other_process:
+        return other_process
     model = session.trainer.model
     after = _measure(config, model, tokenizer, template, validation_items, collator, first_prompts, eos_ids,
                      echo, "after")
@@ -141,7 +147,8 @@ def train_sft(config: Config, echo=print, resume=None) -> TrainedRun:
         return perplexity_run_verdict(metrics["validation"], titles, cost=cost, seed=config.train.seed)
 
     return finish_training(run, config, "sft", data.manifest, metrics, method=method, model=model,
-                           tokenizer=tokenizer, extra=extra, verdict=verdict)
+                           tokenizer=tokenizer, extra=extra, verdict=verdict,
+                           tracking=session.tracking)
 
 
 def _contrasting_samples(config, method, model, tokenizer, template, held_out, before, after, eos_ids):

@@ -45,6 +45,7 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
     require(_checkpoint_interval_ok(t.checkpoint_every), "train.checkpoint_every",
             "must be a number of optimizer steps (200), of minutes (10m), or off")
     require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
+    require(t.processes >= 1, "train.processes", "must be at least 1")
     e = config.eval
     require(isinstance(e.baselines, bool) or set(e.baselines) <= set(BASELINE_KINDS), "eval.baselines",
             f"must be true, false or a list of: {', '.join(BASELINE_KINDS)}")
@@ -80,6 +81,7 @@ def check_config(config: Config, settings: dict[str, "Setting"]) -> list[str]:
         else:
             require(path is None or Path(path).is_file(), key, "file not found")
     problems.extend(_check_choices(config, where))
+    problems.extend(_check_trackers(config, where))
     problems.extend(_check_model(config, where))
     problems.extend(_check_method(config, where))
     return problems
@@ -99,6 +101,31 @@ def _check_choices(config: Config, where) -> list[str]:
             match = difflib.get_close_matches(value, allowed, n=1)
             hint = f' Did you mean "{match[0]}"?' if match else ""
             problems.append(f"{where(key)}{key} = {value!r}: choose one of {', '.join(allowed)}.{hint}")
+    return problems
+
+
+def _check_trackers(config: Config, where) -> list[str]:
+    """train.report_to names registered trackers whose packages are installed."""
+    import difflib
+
+    from ftune.tracking import missing_package, tracker_names
+
+    key, chosen = "train.report_to", config.train.report_to
+    allowed = tracker_names()
+    problems = []
+    for name in dict.fromkeys(chosen):
+        if name == "none":
+            continue
+        if name not in allowed:
+            match = difflib.get_close_matches(name, allowed, n=1)
+            hint = f' Did you mean "{match[0]}"?' if match else ""
+            problems.append(f"{where(key)}{key} = {chosen!r}: unknown tracker {name!r}; choose from "
+                            f"{', '.join(allowed)} (or none).{hint}")
+        elif missing_package(name):
+            problems.append(f"{where(key)}{key} = {chosen!r}: {missing_package(name)}")
+    if config.train.register_model and "mlflow" not in chosen:
+        problems.append(f"{where('train.register_model')}train.register_model = {config.train.register_model!r}: "
+                        "registers in MLflow; add mlflow to train.report_to")
     return problems
 
 

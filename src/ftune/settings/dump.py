@@ -53,16 +53,17 @@ def render_config(config: Config) -> str:
 
 
 def registry_help(text: str) -> str:
-    """A setting's help with ``{methods}``, ``{formats}`` and ``{templates}`` filled in from the
-    registries, so the list a user reads is the list ftune accepts."""
-    if not any(key in text for key in ("{methods}", "{formats}", "{templates}")):
+    """A setting's help with ``{methods}``, ``{formats}``, ``{templates}`` and ``{trackers}``
+    filled in from the registries, so the list a user reads is the list ftune accepts."""
+    if not any(key in text for key in ("{methods}", "{formats}", "{templates}", "{trackers}")):
         return text
     from ftune.data.formats import format_names
     from ftune.data.templates import template_names
     from ftune.methods import method_names
+    from ftune.tracking import tracker_names
 
     lists = {"{methods}": method_names(), "{formats}": format_names(),
-             "{templates}": [n for n in template_names() if n != "auto"]}
+             "{templates}": [n for n in template_names() if n != "auto"], "{trackers}": tracker_names()}
     for key, names in lists.items():
         text = text.replace(key, ", ".join(names))
     return text

@@ -1,5 +1,5 @@
-"""Trainer callbacks: progress with an ETA, the step log, the time budget, best-model keeping,
-checkpoints on an interval, and the test-only crash points."""
+"""Trainer callbacks: progress with an ETA, the step log, the time budget (and the clock several
+processes agree on), best-model keeping, checkpoints on an interval, and the test-only crash points."""
 
 from __future__ import annotations
 
@@ -209,3 +209,22 @@ class CrashPoints(TrainerCallback):
         from ftune.training import faults
 
         faults.maybe_kill("evaluate", state.global_step)
+
+
+class AgreedClock(TrainerCallback):
+    """Before every optimizer step, the processes agree on the time spent (the largest of their
+    clocks): the time budget and the learning rate then read the same value everywhere."""
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.schedule.agreed_seconds = self.schedule.spent_before
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        import torch
+        import torch.distributed as dist
+
+        local = torch.tensor([self.schedule.local_elapsed()], dtype=torch.float64, device=args.device)
+        dist.all_reduce(local, op=dist.ReduceOp.MAX)
+        self.schedule.agreed_seconds = float(local.item())

@@ -74,6 +74,10 @@ def default_run_name(config: Config) -> str:
     return f"{Path(config.model.name).name}-{config.method.name}"
 
 
+# Set by ``ftune.training.launch`` for the processes it starts: the run directory to write.
+RUN_PATH_VARIABLE = "FTUNE_RUN_PATH"
+
+
 def start_run(config: Config, method, load_task: Callable[..., Any], suffix: str = "", echo=print, resume=None):
     """What every run does before training: reserve its directory (created only once the memory
     plan passes, by ``open_run``), or take the interrupted run's (``resume``: a RunDir with
@@ -86,8 +90,9 @@ def start_run(config: Config, method, load_task: Callable[..., Any], suffix: str
     if problem:  # before minutes of loading and training, not at the first save
         where = f"--resume {resume.path}" if resume else f"run.dir = {config.run.dir!r}"
         raise FtuneError(f"{where}: cannot write there ({problem}); choose a writable place")
-    run = resume or RunDir.reserve(config.run.dir, config.run.name
-                                   or "-".join(filter(None, [default_run_name(config), suffix])))
+    launched = os.environ.get(RUN_PATH_VARIABLE)  # several processes: the path their launcher reserved
+    run = resume or (RunDir(Path(launched)) if launched else RunDir.reserve(
+        config.run.dir, config.run.name or "-".join(filter(None, [default_run_name(config), suffix]))))
     return run, prepare_model(config, method, load_task, echo)
 
 
@@ -108,7 +113,10 @@ def open_run(run, config: Config, manifest: dict[str, Any], plan=None, echo=prin
     """Create the run directory (only now, after the memory plan and its check passed), with
     the resolved config, the data manifest and a status that says the run has started."""
     from ftune.settings.dump import render_config
+    from ftune.training.distributed import current_world
 
+    if not current_world().main:  # the main process alone writes the run
+        return
     if run.resume_from is not None:
         _check_same_data(run, manifest)
         run.update_status(state="started", pid=os.getpid(), resumed_from_step=checkpoint_step(run.resume_from))
@@ -136,6 +144,14 @@ def _check_same_data(run, manifest: dict[str, Any]) -> None:
                              "run started; resuming would train on other data. Start a new run instead.")
 
 
+def result_of_other_process(run, training: dict[str, Any], objective: str) -> TrainedRun | None:
+    """After training, what a process other than the main one returns (it writes and measures
+    nothing more); None on the main process, which goes on to evaluate and save."""
+    from ftune.training.distributed import current_world
+
+    return None if current_world().main else TrainedRun(run.path, {"training": training}, objective)
+
+
 def finish_run(run, training: dict[str, Any]) -> None:
     """Mark the run finished (its model is saved): ``ftune`` stops reporting it as unfinished.
     Its checkpoints go: the saved model supersedes them."""
@@ -159,6 +175,7 @@ class TrainingSession:
     keep_best: Any
     run: Any = None  # RunDir
     memory_plan: Any = None  # ftune.training.memory_plan.MemoryPlan, once made
+    tracking: Any = None  # ftune.tracking.Tracking (train.report_to)
 
 
 def build_trainer(config: Config, method, prepared: PreparedModel, train_set, eval_set, collator, run, *,
@@ -178,13 +195,19 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from ftune.config.units import CheckpointInterval
+    from ftune.tracking import open_tracking
     from ftune.training import faults
-    from ftune.training.callbacks import CheckpointEvery, CrashPoints, KeepBest, ProgressBar, StepLog, StopAndEvaluate
+    from ftune.training.callbacks import (AgreedClock, CheckpointEvery, CrashPoints, KeepBest, ProgressBar, StepLog,
+                                          StopAndEvaluate)
     from ftune.training.schedule import ProgressSchedule
-    from ftune.training.trainer import ScheduledTrainer, with_schedule
+    from ftune.training.distributed import current_world
+    from ftune.training.sampling import WithFillers
+    from ftune.training.trainer import ScheduledTrainer, SummedRowLossTrainer, with_schedule
 
     t = config.train
-    steps_per_epoch = math.ceil(len(train_set) / (t.batch_size * t.gradient_accumulation_steps))
+    world = current_world()
+    # the global batch: train.batch_size x accumulation x processes
+    steps_per_epoch = math.ceil(len(train_set) / (t.batch_size * t.gradient_accumulation_steps * world.size))
     total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * epochs(t)))
     eval_steps = max(1, math.ceil(steps_per_epoch / t.evals_per_epoch))
     if not t.max_steps and t.epochs is None and total_steps < min_steps:
@@ -227,13 +250,26 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         disable_tqdm=True,
         remove_unused_columns=False,
     )
+    if world.distributed:
+        arguments["ddp_backend"] = "gloo" if prepared.plan.device == "cpu" else "nccl"
+        arguments["ddp_find_unused_parameters"] = False  # every trainable parameter takes part in each step
+        train_set = WithFillers(train_set)  # filler rows (label masked) for a process left without one
+        trainer_class = trainer_class or SummedRowLossTrainer
     arguments.update(extra_args or {})
     args = (args_class or TrainingArguments)(**arguments)
     stop = StopAndEvaluate(schedule)
     keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better)
-    callbacks = [stop, keep_best, ProgressBar(schedule), StepLog(run, schedule, prepared.plan.device)]
+    tracking = open_tracking(config, run, echo)  # train.report_to, main process only
+    callbacks = [stop, keep_best, *tracking.callbacks]
+    if world.main:  # one progress bar and one log: the main process's
+        callbacks += [ProgressBar(schedule), StepLog(run, schedule, prepared.plan.device)]
+    if world.distributed:
+        callbacks.append(AgreedClock(schedule))
     interval = CheckpointInterval.parse(t.checkpoint_every)
-    if interval.enabled:
+    if interval.enabled and world.distributed:
+        echo(f"ftune: train.checkpoint_every={t.checkpoint_every} is ignored over {world.size} processes: "
+             "checkpoints of a distributed run (and --resume) are not supported yet")
+    elif interval.enabled:
         callbacks.append(CheckpointEvery(interval, schedule))
     if os.environ.get(faults.VARIABLE):
         callbacks.append(CrashPoints())
@@ -245,7 +281,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     trainer.checkpoint_run, trainer.keep_checkpoints = run.path, t.keep_checkpoints
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return TrainingSession(trainer, prepared, stop, keep_best, run)
+    return TrainingSession(trainer, prepared, stop, keep_best, run, tracking=tracking)
 
 
 def run_training(session: TrainingSession, config: Config, echo=print) -> dict[str, Any]:

@@ -58,6 +58,12 @@ def memory_budget(limit: str | None, device: str, baseline: float) -> tuple[floa
     if free is None:
         return None
     where = "free GPU memory" if device == "cuda" else "available memory"
+    from ftune.training.distributed import current_world
+
+    sharing = current_world().local_size if device == "cpu" else 1  # processes on one machine share its RAM
+    if sharing > 1:
+        return (baseline + DEFAULT_SHARE * free / sharing,
+                f"{DEFAULT_SHARE:.0%} of the {format_size(free / MB)} {where}, shared by {sharing} processes, + this process")
     return baseline + DEFAULT_SHARE * free, f"{DEFAULT_SHARE:.0%} of the {format_size(free / MB)} {where} + this process"
 
 

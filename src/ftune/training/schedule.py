@@ -19,12 +19,18 @@ class ProgressSchedule:
         self.budget_seconds = budget_seconds
         self.started = time.monotonic()
         self.spent_before = 0.0  # seconds a resumed run had already trained
+        # several processes: the time they agreed on at the start of the current step
+        # (``ftune.training.distributed.AgreedClock``), read in place of this process's clock
+        self.agreed_seconds: float | None = None
 
     def start_clock(self) -> None:
         self.started = time.monotonic() - self.spent_before
 
-    def elapsed(self) -> float:
+    def local_elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def elapsed(self) -> float:
+        return self.local_elapsed() if self.agreed_seconds is None else self.agreed_seconds
 
     def progress(self, step: int) -> float:
         fraction = step / self.total_steps

@@ -56,28 +56,20 @@ class ResumableMixin:
         return self._staging_output or super()._get_output_dir(trial)
 
     def _get_train_sampler(self, train_dataset=None):
+        if self.args.world_size > 1:
+            from ftune.training.distributed import current_world
+            from ftune.training.sampling import ShardedLengthBatches
+
+            return ShardedLengthBatches(train_dataset if train_dataset is not None else self.train_dataset,
+                                        self.args.per_device_train_batch_size, self.args.gradient_accumulation_steps,
+                                        current_world(), self.args.data_seed or self.args.seed)
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler):
+            from ftune.training.sampling import EpochSeededLengthGroupedSampler
+
             sampler.__class__ = EpochSeededLengthGroupedSampler
             sampler.seed, sampler.epoch = self.args.data_seed or self.args.seed, 0
         return sampler
-
-
-class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-    """transformers' length-grouped order, drawn from ``seed + epoch`` rather than from the
-    global random state (which a resumed process reaches by another path)."""
-
-    seed: int = 0
-    epoch: int = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        import torch
-
-        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return super().__iter__()
 
 
 class MicroBatchMixin:
@@ -123,6 +115,42 @@ class MicroBatchMixin:
         return result * self._piece_weight
 
 
+def across_processes(trainer: Trainer, loss, num_items_in_batch):
+    """A training loss divided by the whole step's count of trained rows or tokens over all
+    processes (``num_items_in_batch``, gathered by the Trainer): DDP averages the processes'
+    gradients, so each contributes its sum times their number (transformers' own compute_loss
+    does the same; ours replace it). Evaluation passes no count: its loss is a local mean."""
+    processes = trainer.accelerator.num_processes
+    if num_items_in_batch is None or processes == 1 or not trainer.args.average_tokens_across_devices:
+        return loss
+    return loss * processes
+
+
+class SummedRowLossTrainer(Trainer):
+    """Classification loss as the cross-entropy summed over the labelled rows of the
+    accumulation window (over every process) divided by their number: what a per-batch mean
+    gives in one process, and still exact when processes hold unequal shares of a step, or
+    none (a filler row, its label masked). Used where several processes train."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = True  # so the Trainer counts the rows of the window
+        self.loss_is_scaled_for_ga = True
+        self.loss_normalised_by_items = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch.nn.functional as F
+
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        count = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum()
+        summed = F.cross_entropy(outputs.logits.float(), labels, ignore_index=-100, reduction="sum")
+        loss = across_processes(self, summed / (count.clamp(min=1) if hasattr(count, "clamp") else max(int(count), 1)),
+                                num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+
 class ResponseLossTrainer(Trainer):
     """Causal-LM loss on the labelled (response) tokens, with the LM head applied only there,
     in chunks (``ftune.models.lm_head``). The loss is the summed cross-entropy over
@@ -143,6 +171,7 @@ class ResponseLossTrainer(Trainer):
         logps, mask = shifted_token_logps(model, inputs, labels)
         count = num_items_in_batch if num_items_in_batch is not None else mask.sum()
         loss = -logps.sum() / (count.clamp(min=1) if hasattr(count, "clamp") else max(int(count), 1))
+        loss = across_processes(self, loss, num_items_in_batch)
         return (loss, {"loss": loss}) if return_outputs else loss
 
 

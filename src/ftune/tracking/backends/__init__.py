@@ -1,0 +1,1 @@
+"""Tracking backends, one module each; see ``ftune.tracking.base``."""

@@ -1,0 +1,102 @@
+"""``train.processes=N``: start the N processes of one run through ``accelerate launch`` (torchrun
+underneath; gloo on CPU, NCCL on CUDA) and return the run the main process wrote.
+
+Everything that would stop the launch is checked here first, before any process starts: the
+objective, the device, and that there are as many GPUs or CPU cores as processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ftune.config import Config
+from ftune.errors import FtuneError
+from ftune.training.loop import RUN_PATH_VARIABLE, TrainedRun, default_run_name
+
+
+def launch_problems(config: Config, objective: str, device: str, cpu_cores: int, gpus: int) -> list[str]:
+    """What makes ``train.processes`` impossible here, each naming the setting."""
+    n = config.train.processes
+    problems = []
+    if objective == "dpo":
+        problems.append(f"train.processes = {n}: preference tuning (DPO) trains in one process for now; "
+                        "classification and SFT train over several")
+    if device == "cuda" and n > gpus:
+        problems.append(f"train.processes = {n}: more processes than the {gpus} GPU(s) this machine has")
+    elif device == "cpu" and n > cpu_cores:
+        problems.append(f"train.processes = {n}: more processes than the {cpu_cores} CPU core(s) this machine has "
+                        "(each process needs at least one)")
+    elif device == "mps":
+        problems.append(f"train.processes = {n}: Apple's mps device trains in one process; use train.processes=1")
+    return problems
+
+
+def launch_command(config: Config, config_path: Path, device: str, port: int) -> list[str]:
+    """``accelerate launch`` for ``ftune train CONFIG`` over ``train.processes`` processes."""
+    t = config.train
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--multi_gpu",  # accelerate's DDP launcher (torchrun); on a CPU it runs gloo
+               "--num_processes", str(t.processes), "--num_machines", "1",
+               "--mixed_precision", "no",  # ftune's own train.precision decides, inside the Trainer
+               "--dynamo_backend", "no", "--main_process_port", str(port)]
+    if device == "cpu":
+        cores = os.cpu_count() or t.processes
+        command += ["--num_cpu_threads_per_process", str(t.threads or max(1, cores // t.processes))]
+    return command + ["-m", "ftune", "train", str(config_path)]
+
+
+def train_in_processes(config: Config, objective: str, echo=print) -> TrainedRun:
+    """Run the training over ``train.processes`` processes; the main one writes the run
+    directory reserved here, whose metrics come back as the result."""
+    from ftune.runs.run_dir import RunDir
+    from ftune.settings.dump import render_config
+    from ftune.training.device import plan_device
+
+    device = plan_device(config.train.device, config.train.precision).device
+    problems = launch_problems(config, objective, device, os.cpu_count() or 1, _gpu_count(device))
+    if problems:
+        raise FtuneError("\n".join(problems))
+    run = RunDir.reserve(config.run.dir, config.run.name or default_run_name(config))
+    with tempfile.TemporaryDirectory(prefix="ftune-launch-") as scratch:
+        config_path = Path(scratch) / "config.yaml"
+        config_path.write_text(render_config(config))
+        command = launch_command(config, config_path, device, _free_port())
+        echo(f"ftune: training over {config.train.processes} processes ({config.train.distributed}, "
+             f"{'gloo' if device == 'cpu' else 'nccl'}): {shlex.join(command[2:])}")
+        code = _run(command, {**os.environ, RUN_PATH_VARIABLE: str(run.path)})
+    metrics_path = run.path / "metrics.json"
+    if code != 0 or not metrics_path.is_file():
+        raise FtuneError(f"training over {config.train.processes} processes failed (exit code {code}); "
+                         "the lines above name the process and its error")
+    return TrainedRun(run.path, json.loads(metrics_path.read_text()), objective)
+
+
+def _run(command: list[str], env: dict[str, str]) -> int:
+    """The launcher in the foreground: its processes print, and take Ctrl-C, themselves."""
+    child = subprocess.Popen(command, env=env)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue  # the processes got it too: they stop training, and the main one saves
+
+
+def _gpu_count(device: str) -> int:
+    if device != "cuda":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

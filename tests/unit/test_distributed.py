@@ -1,0 +1,81 @@
+"""How several processes split the work: every row of a step exactly once, the single-process
+order, filler rows only where a process would have none; the launch command and its refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftune.config import Config
+from ftune.training.distributed import World
+from ftune.training.sampling import IGNORED_LABEL, ShardedLengthBatches, WithFillers, step_pieces
+from ftune.training.launch import launch_command, launch_problems
+
+
+class Rows:
+    def __init__(self, lengths):
+        self.lengths = lengths
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __getitem__(self, index):
+        return {"input_ids": [1] * self.lengths[index], "labels": index % 2}
+
+
+def _batches(rows, batch_size, accumulation, size, rank, epoch=0):
+    sampler = ShardedLengthBatches(rows, batch_size, accumulation, World(rank=rank, size=size), seed=7)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+@pytest.mark.parametrize("count,batch_size,accumulation,size", [(37, 4, 1, 2), (41, 2, 3, 2), (33, 3, 1, 3),
+                                                                 (9, 4, 1, 2)])
+def test_each_step_holds_the_single_process_rows_once(count, batch_size, accumulation, size):
+    from ftune.training.sampling import EpochSeededLengthGroupedSampler
+
+    rows = Rows([5 + (i * 7) % 23 for i in range(count)])
+    for epoch in (0, 1):
+        per_rank = [_batches(rows, batch_size, accumulation, size, rank, epoch) for rank in range(size)]
+        assert len({len(b) for b in per_rank}) == 1  # every process takes as many steps
+        global_batch = batch_size * accumulation * size
+        single = EpochSeededLengthGroupedSampler(global_batch, dataset=rows, model_input_name="input_ids")
+        single.seed, single.epoch = 7, epoch
+        order = list(single)
+        steps = len(per_rank[0]) // accumulation
+        assert steps == -(-count // global_batch)
+        for step in range(steps):
+            taken = [i for rank in range(size)
+                     for i in sum(per_rank[rank][step * accumulation:(step + 1) * accumulation], []) if i < count]
+            assert sorted(taken) == sorted(order[step * global_batch:(step + 1) * global_batch])
+        fillers = [i for batches in per_rank for b in batches for i in b if i >= count]
+        assert len(fillers) == max(0, accumulation * size - count % global_batch) if count % global_batch else not fillers
+        assert all(b for batches in per_rank for b in batches)  # no process is ever handed an empty batch
+
+
+def test_a_step_with_fewer_rows_than_pieces_leaves_pieces_empty_and_fillers_mask_labels():
+    assert step_pieces([4, 5, 6], 4, 2) == [[4], [5], [6], []]
+    assert step_pieces(list(range(8)), 2, 4) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    rows = WithFillers([{"input_ids": [1, 2], "labels": 1}, {"input_ids": [3], "labels": [3, -100]}])
+    assert len(rows) == 2 and rows[0]["labels"] == 1
+    assert rows[2]["labels"] == IGNORED_LABEL and rows[2]["input_ids"] == [1, 2]
+    assert rows[3]["labels"] == [IGNORED_LABEL, IGNORED_LABEL]
+    assert rows[1]["labels"] == [3, -100]  # the real row is untouched
+
+
+def test_launch_command_and_refusals():
+    config = Config()
+    config.train.processes = 2
+    command = launch_command(config, Path("/tmp/c.yaml"), "cpu", 29555)
+    assert command[1:3] == ["-m", "accelerate.commands.launch"]
+    assert command[command.index("--num_processes") + 1] == "2"
+    assert command[command.index("--main_process_port") + 1] == "29555"
+    assert "--num_cpu_threads_per_process" in command
+    assert command[-4:] == ["-m", "ftune", "train", "/tmp/c.yaml"]
+    assert "--num_cpu_threads_per_process" not in launch_command(config, Path("c.yaml"), "cuda", 1)
+
+    assert launch_problems(config, "classification", "cpu", cpu_cores=2, gpus=0) == []
+    assert "more processes than the 1 CPU core(s)" in launch_problems(config, "sft", "cpu", 1, 0)[0]
+    assert "more processes than the 1 GPU(s)" in launch_problems(config, "sft", "cuda", 8, 1)[0]
+    assert "DPO" in launch_problems(config, "dpo", "cuda", 8, 2)[0]
