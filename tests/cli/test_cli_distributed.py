@@ -1,7 +1,7 @@
 """Training over 2 real processes (DDP, gloo on CPU) against 1 process with the same global batch,
 on a tiny random BERT without dropout: the same weights, one run directory written by the main
 process alone. Launched both ways a user would: `ftune train ... train.processes=2` and
-`torchrun -m ftune train ...`. About 60 s."""
+`torchrun -m ftune train ...`. About 45 s."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import pytest
 
 from tests.conftest import FIXTURES, only_run_dir, read_json, run_ftune
 
-# 36 training rows; global batch 8 makes 5 steps an epoch, the last one short (4 rows)
-COMMON = ["train.max_steps=12", "train.learning_rate=0.01", "train.precision=fp32", "eval.baselines=false",
+COMMON = ["train.max_steps=6", "train.learning_rate=0.01", "train.precision=fp32", "eval.baselines=false",
           "method.dropout=0", "model.max_length=32", "train.evals_per_epoch=1"]
 
 
@@ -48,7 +47,7 @@ def _weights(run: Path) -> dict:
 
 def _assert_same_training(single: Path, distributed: Path) -> None:
     one, two = read_json(single / "metrics.json")["training"], read_json(distributed / "metrics.json")["training"]
-    assert two["optimizer_steps"] == one["optimizer_steps"] == 12
+    assert two["optimizer_steps"] == one["optimizer_steps"] == 6
     assert two["best_step"] == one["best_step"]
     a, b = _weights(single), _weights(distributed)
     assert a.keys() == b.keys() and a
@@ -65,41 +64,43 @@ def _assert_same_training(single: Path, distributed: Path) -> None:
     assert moved, losses[0]
 
 
-def test_two_processes_train_like_one_with_the_global_batch(tmp_path, bert_without_dropout):
-    (tmp_path / "one").mkdir()
-    single = run_ftune("train", *_settings(bert_without_dropout, 8), cwd=tmp_path / "one")
-    assert single.returncode == 0, single.stderr[-3000:]
+# Global batch 16 rows: 4 x 4 accumulation in one process, 2 x 4 accumulation x 2 processes.
+# 36 rows make an epoch's last step 4 rows for 8 micro-batches over the 2 processes, so half
+# of them are filler rows whose masked labels must add nothing.
+ACCUMULATE = "train.gradient_accumulation_steps=4"
 
-    (tmp_path / "two").mkdir()
-    launched = run_ftune("train", *_settings(bert_without_dropout, 4), "train.processes=2", cwd=tmp_path / "two")
+
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory, bert_without_dropout) -> Path:
+    where = tmp_path_factory.mktemp("one-process")
+    single = run_ftune("train", *_settings(bert_without_dropout, 4), ACCUMULATE, cwd=where)
+    assert single.returncode == 0, single.stderr[-3000:]
+    return only_run_dir(where)
+
+
+def test_ftune_starts_two_processes_that_train_like_one_with_the_global_batch(tmp_path, bert_without_dropout,
+                                                                               single_process_run):
+    launched = run_ftune("train", *_settings(bert_without_dropout, 2), ACCUMULATE, "train.processes=2", cwd=tmp_path)
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "training over 2 processes (ddp, gloo)" in launched.stdout
     assert launched.stdout.count("validation split (") == 1  # one report: the main process's
-    run = only_run_dir(tmp_path / "two")  # one run directory, written by the main process
+    run = only_run_dir(tmp_path)  # one run directory, written by the main process
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and len(steps) == len(
-        (only_run_dir(tmp_path / "one") / "log.jsonl").read_text().splitlines())  # no line written twice
+        (single_process_run / "log.jsonl").read_text().splitlines())  # no line written twice
     assert read_json(run / "status.json")["state"] == "finished"
-    _assert_same_training(only_run_dir(tmp_path / "one"), run)
+    _assert_same_training(single_process_run, run)
 
 
-def test_torchrun_with_accumulation_and_a_last_step_shorter_than_its_micro_batches(tmp_path, bert_without_dropout):
-    """Launched by torchrun itself (what accelerate launch runs underneath). Global batch
-    2 rows x 4 accumulation x 2 processes = 16: an epoch's last step has 4 rows for 8
-    micro-batches, so half of them are filler rows whose masked labels must add nothing."""
-    accumulate = "train.gradient_accumulation_steps=4"
-    (tmp_path / "one").mkdir()
-    single = run_ftune("train", *_settings(bert_without_dropout, 4), accumulate, cwd=tmp_path / "one")
-    assert single.returncode == 0, single.stderr[-3000:]
-
-    (tmp_path / "torchrun").mkdir()
+def test_torchrun_launches_the_same_run(tmp_path, bert_without_dropout, single_process_run):
+    """Launched by torchrun itself (what accelerate launch runs underneath)."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     env.pop("FTUNE_RUN_PATH", None)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "ftune", "train", *_settings(bert_without_dropout, 2), accumulate],
-                            cwd=tmp_path / "torchrun", env=env, capture_output=True, text=True, timeout=300)
+                             "-m", "ftune", "train", *_settings(bert_without_dropout, 2), ACCUMULATE],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    _assert_same_training(only_run_dir(tmp_path / "one"), only_run_dir(tmp_path / "torchrun"))
+    _assert_same_training(single_process_run, only_run_dir(tmp_path))
 
 
 def test_impossible_launches_fail_before_any_process_starts(tmp_path, tiny_bert_dir):
