@@ -70,22 +70,25 @@ def train_in_processes(config: Config, objective: str, echo=print) -> TrainedRun
         command = launch_command(config, config_path, device, _free_port())
         echo(f"ftune: training over {config.train.processes} processes ({config.train.distributed}, "
              f"{'gloo' if device == 'cpu' else 'nccl'}): {shlex.join(command[2:])}")
-        code = _run(command, {**os.environ, RUN_PATH_VARIABLE: str(run.path)})
+        code, interrupted = _run(command, {**os.environ, RUN_PATH_VARIABLE: str(run.path)})
     metrics_path = run.path / "metrics.json"
-    if code != 0 or not metrics_path.is_file():
+    # After Ctrl-C the launcher exits non-zero even when the main process saved the run
+    if not metrics_path.is_file() or (code != 0 and not interrupted):
         raise FtuneError(f"training over {config.train.processes} processes failed (exit code {code}); "
                          "the lines above name the process and its error")
     return TrainedRun(run.path, json.loads(metrics_path.read_text()), objective)
 
 
-def _run(command: list[str], env: dict[str, str]) -> int:
-    """The launcher in the foreground: its processes print, and take Ctrl-C, themselves."""
+def _run(command: list[str], env: dict[str, str]) -> tuple[int, bool]:
+    """The launcher in the foreground: its processes print, and take Ctrl-C, themselves.
+    Returns (exit code, whether Ctrl-C came)."""
     child = subprocess.Popen(command, env=env)
+    interrupted = False
     while True:
         try:
-            return child.wait()
+            return child.wait(), interrupted
         except KeyboardInterrupt:
-            continue  # the processes got it too: they stop training, and the main one saves
+            interrupted = True  # the processes got it too: they stop training, and the main one saves
 
 
 def _gpu_count(device: str) -> int:
