@@ -117,3 +117,13 @@ def run_snippet(code: str, timeout: float = 180) -> str:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip()
+
+
+def load_script(path: Path, name: str):
+    """A script (``bench/*.py``) imported as a module under ``name``, to test its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

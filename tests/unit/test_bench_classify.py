@@ -3,7 +3,6 @@ CPU (bench/machine.py's QuietCpu), and a tiny real run on MiniLM and SST-2 when 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -42,10 +43,7 @@ def machine(monkeypatch):
 
 @pytest.fixture
 def bench():
-    spec = importlib.util.spec_from_file_location("classify_throughput_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "classify_throughput_under_test")
 
 
 def test_help():

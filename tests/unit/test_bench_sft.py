@@ -4,12 +4,13 @@ refusal on a shared CPU (the children themselves train SmolLM2 for minutes; run 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -27,10 +28,7 @@ def machine(monkeypatch):
 
 @pytest.fixture
 def bench(machine):
-    spec = importlib.util.spec_from_file_location("sft_throughput_under_test", BENCH / "sft_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / "sft_throughput.py", "sft_throughput_under_test")
 
 
 def _fake(bench, machine, monkeypatch, busy: float) -> list[str]:
