@@ -110,3 +110,23 @@ def test_impossible_launches_fail_before_any_process_starts(tmp_path, tiny_bert_
     assert result.returncode == 2
     assert f"train.processes = {cores + 1}: more processes than the {cores} CPU core(s)" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_sharding_strategies_on_a_cpu_fail_before_any_process_starts(tmp_path, tiny_bert_dir):
+    result = run_ftune("train", f"model={tiny_bert_dir}", f"data.train={FIXTURES / 'reviews.csv'}",
+                       "train.processes=2", "train.distributed=fsdp", "train.device=cpu", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "train.distributed = fsdp: FSDP and DeepSpeed shard the model over CUDA GPUs" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_gpu_benchmark_plans_each_strategy_against_one_gpu():
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "bench" / "gpu_distributed.py"),
+                           "--dry-run", "--steps", "7"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    commands = json.loads(done.stdout)["commands"]
+    assert set(commands) == {"one_gpu", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"}
+    assert "train.batch_size=16" in commands["one_gpu"] and "train.processes=2" not in commands["one_gpu"]
+    for strategy in ("fsdp", "deepspeed-zero3"):
+        assert {f"train.distributed={strategy}", "train.processes=2", "train.batch_size=8",
+                "train.max_steps=7"} <= set(commands[strategy])

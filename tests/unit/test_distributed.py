@@ -79,3 +79,44 @@ def test_launch_command_and_refusals():
     assert "more processes than the 1 CPU core(s)" in launch_problems(config, "sft", "cpu", 1, 0)[0]
     assert "more processes than the 1 GPU(s)" in launch_problems(config, "sft", "cuda", 8, 1)[0]
     assert "DPO" in launch_problems(config, "dpo", "cuda", 8, 2)[0]
+
+
+def test_shipped_strategy_files_are_what_ftune_generates(tmp_path):
+    from ftune.training.strategies import STRATEGIES, settings_file_name, write_settings
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "distributed"
+    for strategy in STRATEGIES:
+        written = write_settings(strategy, tmp_path)
+        if strategy == "ddp":
+            assert written is None
+            continue
+        assert (shipped / settings_file_name(strategy)).read_text() == written.read_text(), strategy
+
+
+def test_strategy_settings_reach_the_trainer_as_its_own_arguments():
+    from transformers import TrainingArguments
+
+    from ftune.training.strategies import strategy_settings, trainer_arguments
+
+    assert trainer_arguments("ddp") == {}
+    fsdp = TrainingArguments(output_dir="unused", use_cpu=True, **trainer_arguments("fsdp"))
+    assert fsdp.fsdp and fsdp.fsdp_config["version"] == 2
+    assert fsdp.fsdp_config["state_dict_type"] == "FULL_STATE_DICT"  # a whole model to evaluate and save
+    zero3 = trainer_arguments("deepspeed-zero3")["deepspeed"]["zero_optimization"]
+    assert zero3["stage"] == 3 and zero3["stage3_gather_16bit_weights_on_model_save"]
+    assert strategy_settings("deepspeed-zero2")["zero_optimization"]["stage"] == 2
+
+
+def test_strategies_that_cannot_run_here_are_refused(monkeypatch):
+    from ftune.training import strategies
+    from ftune.training.strategies import strategy_problems
+
+    assert strategy_problems("ddp", "cpu", "lora") == []
+    assert "on cpu use train.distributed=ddp" in strategy_problems("fsdp", "cpu", "lora")[0]
+    assert "QLoRA base cannot be sharded" in " ".join(strategy_problems("fsdp", "cuda", "qlora"))
+    assert not any("QLoRA" in p for p in strategy_problems("fsdp", "cuda", "lora"))
+    monkeypatch.setattr(strategies.importlib.util, "find_spec", lambda name: None)
+    assert "DeepSpeed is not installed (pip install deepspeed)" in strategy_problems("deepspeed-zero2", "cuda", "lora")[0]
+    config = Config()
+    config.train.processes, config.train.distributed = 2, "deepspeed-zero3"
+    assert any("DeepSpeed" in p for p in launch_problems(config, "sft", "cuda", cpu_cores=16, gpus=2))

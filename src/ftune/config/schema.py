@@ -98,7 +98,7 @@ class TrainConfig:
     experiment: str | None = setting(None, "MLflow experiment (wandb project) the run is recorded in; empty = $MLFLOW_EXPERIMENT_NAME, else ftune")
     register_model: str | None = setting(None, "with mlflow in train.report_to: register the finished classifier in MLflow's model registry under this name")
     processes: int = setting(1, "train over this many processes on this machine (one per GPU; on a CPU, each takes its share of the cores), launched through accelerate; the global batch is train.batch_size x gradient_accumulation_steps x processes")
-    distributed: Literal["ddp"] = setting("ddp", "how train.processes > 1 share the work: ddp = each holds the whole model, and gradients are averaged (gloo on CPU, NCCL on CUDA)")
+    distributed: Literal["ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"] = setting("ddp", "how train.processes > 1 share the model: ddp = each holds all of it and gradients are averaged (gloo on CPU, NCCL on CUDA); on CUDA GPUs fsdp (PyTorch FSDP2: parameters, gradients and optimizer state sharded), deepspeed-zero2 (optimizer state and gradients sharded), deepspeed-zero3 (parameters too); settings in configs/distributed/")
 
 
 BASELINE_KINDS = ("majority", "tfidf", "embeddings", "knn", "few_shot", "retrieval")

@@ -11,6 +11,7 @@ def train_for_objective(config: Config, echo=print, resume=None) -> TrainedRun:
     """Train with the objective the config and data call for; the run, with ``objective`` set.
     ``resume``: an interrupted run's RunDir (``resume_from`` its checkpoint) to continue."""
     from ftune.errors import FtuneError
+    from ftune.training.device import plan_device
     from ftune.training.distributed import current_world, main_process_echo
     from ftune.training.launch import launch_problems, train_in_processes
     from ftune.training.objective import resolve_objective, settle_defaults
@@ -24,8 +25,10 @@ def train_for_objective(config: Config, echo=print, resume=None) -> TrainedRun:
                              "processes has no checkpoints to resume from yet")
         return train_in_processes(config, objective, echo)
     if world.distributed:  # one of the processes (started by ftune, accelerate launch or torchrun)
-        if objective == "dpo":
-            raise FtuneError("\n".join(launch_problems(config, objective, "cpu", world.size, world.size)))
+        device = plan_device(config.train.device, config.train.precision).device
+        problems = launch_problems(config, objective, device, cpu_cores=world.size, gpus=world.size)
+        if problems:
+            raise FtuneError("\n".join(problems))
         echo = main_process_echo(echo)
     if objective == "classification":
         from ftune.recipes.classify import train_classifier as recipe

@@ -19,6 +19,7 @@ from pathlib import Path
 from ftune.config import Config
 from ftune.errors import FtuneError
 from ftune.training.loop import RUN_PATH_VARIABLE, TrainedRun, default_run_name
+from ftune.training.strategies import strategy_problems
 
 
 def launch_problems(config: Config, objective: str, device: str, cpu_cores: int, gpus: int) -> list[str]:
@@ -35,7 +36,7 @@ def launch_problems(config: Config, objective: str, device: str, cpu_cores: int,
                         "(each process needs at least one)")
     elif device == "mps":
         problems.append(f"train.processes = {n}: Apple's mps device trains in one process; use train.processes=1")
-    return problems
+    return problems + strategy_problems(config.train.distributed, device, config.method.name)
 
 
 def launch_command(config: Config, config_path: Path, device: str, port: int) -> list[str]:

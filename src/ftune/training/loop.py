@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,9 @@ class PreparedModel:
     trainable: int
     total: int
     plan: Any  # DevicePlan
+    # the model loaded afresh with the technique applied: where training sharded the parameters
+    # (train.distributed = fsdp, deepspeed-zero3), the main process gathers them into it
+    rebuild: Callable[[], Any] | None = None
 
 
 def prepare_model(config: Config, method, load_task: Callable[..., Any], echo=print) -> PreparedModel:
@@ -49,7 +53,11 @@ def prepare_model(config: Config, method, load_task: Callable[..., Any], echo=pr
     trainable, total = count_parameters(model)
     echo(f"ftune: {config.model.name} + {config.method.name}: {trainable:,} of {total:,} parameters train "
          f"({trainable / total:.2%}); device {plan.device}, {plan.precision} ({plan.reason})")
-    return PreparedModel(task, model, trainable, total, plan)
+    def rebuild():
+        fresh = load_task(**method.model_load_options(plan.device))
+        return method.apply(fresh.model, fresh).to(plan.device)
+
+    return PreparedModel(task, model, trainable, total, plan, rebuild)
 
 
 @dataclass
@@ -162,6 +170,11 @@ def finish_run(run, training: dict[str, Any]) -> None:
     remove_checkpoints(run.path)
 
 
+# TrainerCallbacks added to every Trainer ``build_trainer`` makes in this context, after ftune's own:
+# ``ftune tune`` reports each evaluation to its trial (and stops a pruned one) through one.
+# ``token = ADDED_CALLBACKS.set((callback,))`` ... ``ADDED_CALLBACKS.reset(token)``.
+ADDED_CALLBACKS: ContextVar[tuple[Any, ...]] = ContextVar("ftune_added_callbacks", default=())
+
 # Epochs added for train.min_steps are evaluated at most this many times in all: a 10-row
 # file would otherwise pay an evaluation after every one of its hundreds of steps.
 MAX_EXTENDED_EVALUATIONS = 20
@@ -202,6 +215,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     from ftune.training.schedule import ProgressSchedule
     from ftune.training.distributed import current_world
     from ftune.training.sampling import WithFillers
+    from ftune.training.strategies import trainer_arguments
     from ftune.training.trainer import ScheduledTrainer, SummedRowLossTrainer, with_schedule
 
     t = config.train
@@ -255,12 +269,13 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         arguments["ddp_find_unused_parameters"] = False  # every trainable parameter takes part in each step
         train_set = WithFillers(train_set)  # filler rows (label masked) for a process left without one
         trainer_class = trainer_class or SummedRowLossTrainer
+        arguments.update(trainer_arguments(t.distributed))  # FSDP / DeepSpeed settings, none for DDP
     arguments.update(extra_args or {})
     args = (args_class or TrainingArguments)(**arguments)
     stop = StopAndEvaluate(schedule)
     keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better)
     tracking = open_tracking(config, run, echo)  # train.report_to, main process only
-    callbacks = [stop, keep_best, *tracking.callbacks]
+    callbacks = [stop, keep_best, *tracking.callbacks, *ADDED_CALLBACKS.get()]
     if world.main:  # one progress bar and one log: the main process's
         callbacks += [ProgressBar(schedule), StepLog(run, schedule, prepared.plan.device)]
     if world.distributed:
@@ -307,7 +322,11 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         echo("\nftune: interrupted: evaluating and saving the model as it is (Ctrl-C again to abort)")
     seconds = time.monotonic() - started
     peak = peak_memory_mb(device)
-    session.keep_best.restore_best()
+    if config.train.distributed == "deepspeed-zero3" and trainer.args.world_size > 1:
+        echo("ftune: deepspeed-zero3 partitions every parameter: the final weights are kept, not the best ones")
+    else:
+        session.keep_best.restore_best()
+    _gather_sharded_model(session, config)
     _drop_autocast_wrapper(trainer.model)
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     t, state, prepared = config.train, trainer.state, session.prepared
@@ -334,6 +353,31 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         "peak_training_memory_mb": peak, "peak_memory_scope": "training" if phase_only else "process",
         "memory_plan": session.memory_plan.as_dict() if session.memory_plan else None,
     }
+
+
+def _gather_sharded_model(session: TrainingSession, config: Config) -> None:
+    """FSDP and ZeRO-3 leave each process a shard of the weights: every process takes part in
+    gathering them (accelerate's ``get_state_dict``), and the main one loads them into the
+    model built afresh, which evaluation and saving then use."""
+    from ftune.training.distributed import current_world
+    from ftune.training.strategies import SHARDS_PARAMETERS
+
+    trainer, world = session.trainer, current_world()
+    if not world.distributed or config.train.distributed not in SHARDS_PARAMETERS:
+        return
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if not world.main:
+        return
+    model = session.prepared.rebuild()
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    missing = [name for name in trainable if name not in state]
+    if missing:
+        from ftune.errors import FtuneError
+
+        raise FtuneError(f"train.distributed = {config.train.distributed}: the gathered weights lack "
+                         f"{len(missing)} trained tensor(s), e.g. {missing[0]}")
+    model.load_state_dict(state, strict=False)
+    trainer.model = model
 
 
 def _drop_autocast_wrapper(model) -> None:
