@@ -7,7 +7,7 @@ private imports across modules.
 Layers, lowest first; a module may import from its own layer and the layers below it:
 
     errors, discovery -> runs -> config -> data -> models -> methods -> tracking -> settings -> training
-        -> eval -> recipes -> comparison -> api -> cli -> __main__ (``python -m ftune``)
+        -> eval -> recipes -> comparison -> tuning -> api -> cli -> __main__ (``python -m ftune``)
 
 ``config`` is the typed schema; ``settings`` resolves YAML and overrides into it and checks
 names against the registries (formats, templates, models, techniques), so it sits above them.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "ftune"
 LAYERS = ["errors", "discovery", "runs", "config", "data", "models", "methods", "tracking", "settings", "training", "eval", "recipes", "export", "serving",
-          "comparison", "api", "cli", "__main__"]
+          "comparison", "tuning", "api", "cli", "__main__"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 # `ftune/__init__.py` re-exports the api lazily; it is the package's front door, not a layer.
 FRONT_DOOR = "ftune"

@@ -19,7 +19,7 @@ _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
 
 # The library API (`ftune.api`), loaded on first use so that `import ftune` and the CLI's
 # config checks stay fast.
-_API = ("train", "evaluate", "predict", "compare", "export", "serve", "serving_app", "resolve_config",
+_API = ("train", "evaluate", "predict", "compare", "tune", "export", "serve", "serving_app", "resolve_config",
         "TrainedRun")
 __all__ = ["__version__", *_API]
 

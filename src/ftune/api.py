@@ -8,6 +8,7 @@
     for text, ranked in ftune.predict(run.run_dir, ["a warm, funny film"]):
         print(text, ranked[0])
     report = ftune.compare({"data": {"train": "reviews.csv"}}, methods=["lora", "full"])
+    search = ftune.tune("configs/sst2-minilm-lora.yaml", trials=12)  # best.yaml, trials.csv, report.html
     shipped = ftune.export(run.run_dir, "onnx")  # re-checked in ONNX Runtime on the held-out split
 
 A config is a ``Config``, a dict laid out as the YAML file would be, or a YAML path;
@@ -105,6 +106,37 @@ def compare(config: ConfigSource = None, methods: Sequence[str] | str = "all", s
     echo(f"ftune compare: {len(plan.methods)} techniques x {len(plan.seeds)} seed(s) on {plan.config.model.name}; "
          f"directory {out}")
     return run_comparison(plan, out, command, echo=echo)
+
+
+def tune(config: ConfigSource = None, space: str | Path | None = None, trials: int = 20, timeout: float | None = None,
+         directory: str | Path | None = None, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
+         storage: str | None = None, study_name: str | None = None, pruner=None, command: str = "", echo=print):
+    """Search hyper-parameters with Optuna (TPE, seeded from ``train.seed``): ``trials`` trials,
+    each a normal run under ``<directory>/trials/``, reported at every evaluation and pruned when
+    weak; the default config runs first, as trial 0. ``space`` is a SPACE.yaml that changes the
+    technique's default space. The study is kept in ``<directory>/study.db`` (or ``storage``, any
+    Optuna storage URL), so calling again with the same arguments, or ``resume=directory``,
+    continues it: ``trials`` counts finished trials across calls, a trial cut short runs again
+    once, finished ones never. ``timeout``: minutes after which no new trial starts. Writes
+    best.yaml, trials.csv and report.html; returns a ``TuneResult`` (``.summary()`` prints it)."""
+    from ftune.errors import FtuneError
+    from ftune.tuning.study import PLAN_FILE, TunePlan, default_directory, plan_search, run_search
+
+    if resume is not None:
+        out = Path(resume)
+        if config is not None or overrides or space is not None or directory is not None:
+            raise FtuneError(f"--resume {out}: a resumed search keeps the config and space it started with; "
+                             "give no config, space, overrides or directory")
+        if not (out / PLAN_FILE).is_file():
+            raise FtuneError(f"--resume {out}: no {PLAN_FILE} there; is it a search directory (ftune tune --out)?")
+        plan = TunePlan.from_file(out / PLAN_FILE)
+        plan.storage, plan.study_name = storage or plan.storage, study_name or plan.study_name
+    else:
+        plan = plan_search(resolve_config(config, overrides), space, storage, study_name)
+        out = Path(directory) if directory is not None else default_directory(plan)
+        if storage and not study_name:  # a shared storage holds many studies: this one's name is its directory's
+            plan.study_name = out.name
+    return run_search(plan, out, trials, timeout, pruner=pruner, command=command, echo=echo)
 
 
 def export(run: str | Path, to: str, out: str | Path | None = None, *, dtype: str = "fp32", quant: str = "f16",

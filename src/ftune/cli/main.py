@@ -16,6 +16,7 @@ COMMANDS = {
     "chat": "ftune.cli.chat",
     "data": "ftune.cli.data",
     "compare": "ftune.cli.compare",
+    "tune": "ftune.cli.tune",
     "export": "ftune.cli.export",
     "serve": "ftune.cli.serve",
     "config": "ftune.cli.config",

@@ -20,8 +20,6 @@ def draw_plots(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> l
                 "wall time", "training loss"]
     try:
         from matplotlib import colormaps
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
     except ImportError:
         return [(c, None, "matplotlib is not installed (pip install matplotlib)") for c in captions]
 
@@ -31,11 +29,6 @@ def draw_plots(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> l
     else:  # tab20 comes in dark / light pairs: all the dark ones first, so neighbours differ most
         order = [*range(0, 20, 2), *range(1, 20, 2)]
         colors = {m: colormaps["tab20"](order[i % 20]) for i, m in enumerate(methods)}
-
-    def new_figure():
-        fig = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
-        FigureCanvasAgg(fig)  # the Agg renderer measures text when labels are placed
-        return fig, fig.add_subplot()
 
     draws = [
         lambda: _plot_metric_vs_params(new_figure, rows, metric, colors),
@@ -54,13 +47,25 @@ def draw_plots(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> l
     for caption, draw, note in zip(captions, draws, notes):
         try:  # a plot is a convenience: it must never cost the report of a long comparison
             fig = draw()
-            plots.append((caption, _png(fig) if fig else None, note))
+            plots.append((caption, figure_png(fig) if fig else None, note))
         except Exception as error:
             plots.append((caption, None, f"could not be drawn ({type(error).__name__}: {error})"))
     return plots
 
 
-def _png(fig) -> bytes:
+def new_figure():
+    """A figure of the report's size with one axes, drawn by Agg: (figure, axes). No pyplot:
+    no global state, no GUI backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
+    FigureCanvasAgg(fig)  # the Agg renderer measures text when labels are placed
+    return fig, fig.add_subplot()
+
+
+def figure_png(fig) -> bytes:
+    """The figure as PNG bytes, without a timestamp or software tag (the same plot, the same bytes)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
     return buffer.getvalue()

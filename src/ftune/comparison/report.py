@@ -189,7 +189,7 @@ def results_markdown(rows: list[dict], meta: dict) -> str:
 
 # ---------------------------------------------------------------- the page
 
-_CSS = """
+PAGE_CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; color: #1d1d1f;
        max-width: 1240px; margin: 20px auto; padding: 0 16px; }
 h1 { font-size: 24px; margin: 0 0 8px; } h2 { font-size: 18px; margin: 28px 0 8px; }
@@ -217,7 +217,7 @@ def report_html(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> 
     header, body = table(rows, meta)
     title = f"ftune compare: {meta.get('model', 'model')} on {meta.get('data', 'data')}"
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>", '<dl class="meta">']
+             f"<style>{PAGE_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>", '<dl class="meta">']
     parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in _meta_lines(meta)]
     parts.append("</dl>")
     verdicts = _verdicts(rows)
@@ -234,14 +234,17 @@ def report_html(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> 
     parts += ["</tbody></table>", f'<p class="foot">{esc(_footnote(rows, meta))}</p>', "<h2>Plots</h2>"]
     from ftune.comparison.plots import draw_plots
 
-    for caption, png, note in draw_plots(rows, curves, meta):
-        if png is None:
-            parts.append(f'<p class="plot-note">{esc(caption)}: {esc(note)}</p>')
-        else:
-            uri = PNG_DATA_URI + base64.b64encode(png).decode("ascii")
-            parts.append(f'<figure><img src="{uri}" alt="{esc(caption)}"></figure>')
+    parts += [figure_html(caption, png, note) for caption, png, note in draw_plots(rows, curves, meta)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def figure_html(caption: str, png: bytes | None, note: str = "") -> str:
+    """A plot inlined as a PNG data URI, or, where it could not be drawn, the note saying why."""
+    if png is None:
+        return f'<p class="plot-note">{html.escape(caption)}: {html.escape(note)}</p>'
+    uri = PNG_DATA_URI + base64.b64encode(png).decode("ascii")
+    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"></figure>'
 
 
 def check_self_contained(page: str) -> list[str]:
