@@ -4,6 +4,7 @@ TensorBoard hold afterwards, read back with their own readers, against the run's
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -150,6 +151,55 @@ def test_compare_makes_one_parent_run_and_each_technique_a_child(tmp_path, tiny_
     assert parent.data.params["train.max_steps"] == "2" and "method.name" not in parent.data.params
     report = {a.path for a in mlflow_store.MlflowClient().list_artifacts(parent.info.run_id)}
     assert {files["csv"].name, files["md"].name} <= report
+
+
+def test_tune_makes_one_parent_run_that_each_trial_joins_and_a_resumed_search_continues(
+        tmp_path, tiny_bert_dir, mlflow_store):
+    import csv
+
+    import optuna
+
+    import ftune
+
+    class PruneTrialTwo(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number == 2
+
+    config = settings(tiny_bert_dir, tmp_path / "runs", max_steps=2, report_to=["mlflow"], experiment="tune")
+    out = tmp_path / "search"
+    ftune.tune(config | {"eval": {"baselines": False}}, trials=3, directory=out, pruner=PruneTrialTwo(), echo=QUIET)
+    client = mlflow_store.MlflowClient()
+
+    def runs():
+        found = mlflow_store.search_runs(experiment_names=["tune"], output_format="list")
+        parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+        children = sorted((r for r in found if r not in parents), key=lambda r: int(r.data.tags["ftune.trial.number"]))
+        return parents, children, {r["number"]: r for r in csv.DictReader((out / "trials.csv").open())}
+
+    (parent,), children, rows = runs()
+    assert parent.info.run_name == "search" and parent.info.status == "FINISHED"
+    assert [c.data.tags["mlflow.parentRunId"] for c in children] == [parent.info.run_id] * 3
+    assert [c.data.tags["ftune.trial.state"] for c in children] == ["complete", "complete", "pruned"]
+    for child in children:  # a child is the trial's own run, with the trial's sampled settings
+        row = rows[child.data.tags["ftune.trial.number"]]
+        assert child.info.run_name == Path(row["run_dir"]).name
+        for key in ("train.learning_rate", "method.r"):
+            assert float(child.data.params[key]) == float(child.data.tags[f"ftune.trial.param.{key}"]) == float(row[key])
+    # the parent: the base config and the space as params, the search's outcome and files
+    assert parent.data.params["train.max_steps"] == "2" and parent.data.params["method.name"] == "lora"
+    assert parent.data.params["space.train.learning_rate"].startswith("log-uniform ")
+    best = max(float(r["value"]) for r in rows.values() if r["state"] == "complete")
+    assert parent.data.metrics == {"best_accuracy": pytest.approx(best), "trials_complete": 2, "trials_pruned": 1}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"best.yaml", "trials.csv", "report.html"}
+
+    # resumed: the same parent run, one more child
+    ftune.tune(resume=out, trials=4, pruner=PruneTrialTwo(), echo=QUIET)
+    (again,), children, rows = runs()
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert [c.data.tags["mlflow.parentRunId"] for c in children] == [parent.info.run_id] * 4
+    assert children[3].data.tags["ftune.trial.state"] == "complete" and again.data.metrics["trials_complete"] == 3
+    history = client.get_metric_history(parent.info.run_id, "trials_complete")
+    assert [(m.step, m.value) for m in history] == [(1, 1), (2, 2), (3, 2), (4, 3)]  # a point as each trial ended
 
 
 def test_unknown_trackers_and_missing_packages_fail_at_config_load_naming_the_key():

@@ -8,6 +8,12 @@ The study is kept in OUT/study.db: run the same command again (or --resume OUT) 
 search that was stopped or killed. --trials counts finished (complete or pruned) trials in
 all; a trial cut short runs again once, with the same parameters; finished ones never.
 
+train.report_to=[mlflow] makes one MLflow parent run named after OUT (params: the base config
+and the space as space.<key>; metrics best_<metric>, trials_complete, trials_pruned; files
+best.yaml, trials.csv, report.html) and each trial's run its child, tagged ftune.trial.number,
+ftune.trial.state and ftune.trial.param.<key>; a resumed search continues the same parent run.
+TensorBoard: each trial writes its own events (tensorboard --logdir OUT/trials).
+
 examples:
   ftune tune configs/sst2-minilm-lora.yaml --trials 12
   ftune tune configs/sst2-minilm-lora.yaml space.yaml data.max_rows=2000 --trials 12 --timeout 60

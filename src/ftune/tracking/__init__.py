@@ -6,24 +6,26 @@ Nothing here imports a backend's package until a run uses it."""
 
 from ftune.tracking.base import FinalFigures, Tracker, get_tracker_class, register_tracker, tracker_names
 from ftune.tracking.session import (
-    ComparisonTracking,
+    ParentTracking,
     Tracking,
     fail_open_tracking,
     missing_package,
     open_comparison_tracking,
+    open_search_tracking,
     open_tracking,
     tracking_for_run,
 )
 
 __all__ = [
-    "ComparisonTracking",
     "FinalFigures",
+    "ParentTracking",
     "Tracker",
     "Tracking",
     "fail_open_tracking",
     "get_tracker_class",
     "missing_package",
     "open_comparison_tracking",
+    "open_search_tracking",
     "open_tracking",
     "register_tracker",
     "tracker_names",

@@ -67,7 +67,14 @@ class Tracker:
     @classmethod
     def open_comparison(cls, config, directory, echo=print):
         """For ``ftune compare``: a parent record the techniques' runs join (see
-        ``ftune.tracking.session.ComparisonTracking``), or None when the backend has none."""
+        ``ftune.tracking.session.ParentTracking``), or None when the backend has none."""
+        return None
+
+    @classmethod
+    def open_search(cls, config, space, directory, echo=print):
+        """For ``ftune tune``: a parent record the trials' runs join, holding ``config`` and the
+        search ``space`` (``{key: description}``), or None when the backend needs none (each
+        trial's run is recorded as any run is)."""
         return None
 
 

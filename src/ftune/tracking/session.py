@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,34 +129,76 @@ def missing_package(name: str) -> str | None:
 
 
 @dataclass
-class ComparisonTracking:
-    """``ftune compare``'s parent records (an MLflow parent run): each technique's worker
-    process joins them through ``environment``."""
+class ParentTracking:
+    """The parent records of ``ftune compare`` or ``ftune tune`` (an MLflow parent run): each
+    technique's or trial's run joins them through ``environment`` (its process's variables; in
+    this process, inside ``joined()``). A parent that cannot record says so; the results on disk
+    stand."""
 
     parents: list[Any] = field(default_factory=list)
+    echo: Any = print
 
     @property
     def environment(self) -> dict[str, str]:
         return {key: value for parent in self.parents for key, value in parent.environment.items()}
 
+    @contextmanager
+    def joined(self):
+        """Runs started in this process meanwhile (tune's trials) are children of the parents."""
+        before = {key: os.environ.get(key) for key in self.environment}
+        os.environ.update(self.environment)
+        try:
+            yield self
+        finally:
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def tag_child(self, run_dir: Path, tags: dict[str, str], end_as: str | None = None) -> None:
+        self._each("tag the run of " + Path(run_dir).name, lambda parent: parent.tag_child(run_dir, tags, end_as))
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self._each("record the figures", lambda parent: parent.log_metrics(metrics, step))
+
     def finish(self, files: dict[str, Path], interrupted: bool = False) -> None:
-        for parent in self.parents:
-            parent.finish(files, interrupted)
+        self._each("record the finished report", lambda parent: parent.finish(files, interrupted))
 
     def fail(self) -> None:
         for parent in self.parents:
             _quietly(parent.fail)
 
+    def _each(self, what: str, action) -> None:
+        for parent in self.parents:
+            try:
+                action(parent)
+            except Exception as error:
+                self.echo(f"ftune: train.report_to: could not {what} ({type(error).__name__}: {error})")
 
-def open_comparison_tracking(config, directory: Path, echo=print) -> ComparisonTracking:
+
+def open_comparison_tracking(config, directory: Path, echo=print) -> ParentTracking:
     """The parent records of a comparison in ``directory`` (a resumed one continues its own)."""
+    parents = [get_tracker_class(name).open_comparison(config, Path(directory), echo)
+               for name in _installed_trackers(config)]
+    return ParentTracking([p for p in parents if p is not None], echo)
+
+
+def open_search_tracking(config, space: dict[str, str], directory: Path, echo=print) -> ParentTracking:
+    """The parent records of a search in ``directory`` (a resumed one continues its own);
+    ``space``: each searched key's description."""
+    parents = [get_tracker_class(name).open_search(config, space, Path(directory), echo)
+               for name in _installed_trackers(config)]
+    return ParentTracking([p for p in parents if p is not None], echo)
+
+
+def _installed_trackers(config) -> list[str]:
     names = chosen_trackers(config.train.report_to)
     for name in names:
         problem = missing_package(name)
         if problem:
             raise FtuneError(f"train.report_to: {problem}")
-    parents = [get_tracker_class(name).open_comparison(config, Path(directory), echo) for name in names]
-    return ComparisonTracking([p for p in parents if p is not None])
+    return names
 
 
 def _tracker(name: str, config, run, echo) -> Tracker:

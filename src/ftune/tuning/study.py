@@ -26,6 +26,7 @@ from typing import Any
 from ftune.config import Config
 from ftune.errors import ConfigError, FtuneError
 from ftune.tuning.report import TRIALS_DIR, TuneResult, params_text, progress_line, trial_note, write_tune_results
+from ftune.tuning.search_tracking import SearchTracking
 from ftune.tuning.space import SearchSpace, build_space, default_params, space_summary, with_values
 
 STUDY_FILE = "study.db"
@@ -141,11 +142,20 @@ def _search(plan: TunePlan, directory: Path, trials: int, timeout_minutes: float
         echo("ftune tune: train.processes > 1: each trial is measured, but none is pruned (the trial's "
              "callback runs in this process, not in the training processes)")
     objective = TrialObjective(plan, directory, trials, echo)
-    interrupted = _run_trials(study, objective, trials, timeout_minutes, echo)
-    return write_tune_results(study, plan, directory, trials, command, interrupted=interrupted)
+    tracking = SearchTracking(plan, directory, echo)  # train.report_to: the trials' parent record
+    try:
+        with tracking.joined():
+            interrupted = _run_trials(study, objective, trials, timeout_minutes, echo, tracking)
+        result = write_tune_results(study, plan, directory, trials, command, interrupted=interrupted)
+    except BaseException:
+        tracking.fail()
+        raise
+    tracking.finish(result)
+    return result
 
 
-def _run_trials(study, objective: "TrialObjective", trials: int, timeout_minutes: float | None, echo) -> bool:
+def _run_trials(study, objective: "TrialObjective", trials: int, timeout_minutes: float | None, echo,
+                tracking: SearchTracking) -> bool:
     """The loop: one trial at a time, a line after each; True when interrupted (Ctrl-C)."""
     started, durations, failures = time.monotonic(), [], 0
     while True:
@@ -174,7 +184,7 @@ def _run_trials(study, objective: "TrialObjective", trials: int, timeout_minutes
             durations.append(trial.duration.total_seconds())
         failures = failures + 1 if trial.state.name == "FAIL" else 0
         echo(progress_line(study, trial, objective, durations))
-        write_tune_results(study, objective.plan, objective.directory, trials, html=False)
+        tracking.trials_ended(write_tune_results(study, objective.plan, objective.directory, trials, html=False))
         if failures >= MAX_FAILURES_IN_A_ROW:
             echo(f"ftune tune: {failures} trials in a row failed; stopping. The last: "
                  f"{trial.user_attrs.get('error', 'see the output above')}")

@@ -4,7 +4,8 @@ on request the model in MLflow's registry (``train.register_model``).
 
 Where: ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns.db`` in the current directory (files
 under ``./mlruns``); experiment ``train.experiment``, else ``MLFLOW_EXPERIMENT_NAME``, else
-``ftune``. ``ftune compare`` opens one parent run; each technique's run is its child.
+``ftune``. ``ftune compare`` and ``ftune tune`` open one parent run; each technique's (each
+trial's) run is its child.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import os
 import time
 from pathlib import Path
 
-from ftune.tracking.base import FinalFigures, Tracker, register_tracker
+from ftune.tracking.base import RECORD, FinalFigures, Tracker, register_tracker
 from ftune.tracking.values import config_params
 
 DEFAULT_URI = "sqlite:///mlruns.db"
 DEFAULT_EXPERIMENT = "ftune"
-PARENT_VARIABLE = "FTUNE_MLFLOW_PARENT_RUN_ID"  # set by `ftune compare` for its workers
+PARENT_VARIABLE = "FTUNE_MLFLOW_PARENT_RUN_ID"  # set by `ftune compare` and `ftune tune` for their runs
 NOT_LOGGED = ("checkpoints",)  # superseded by the saved model; a finished run deletes them
 REGISTERED_MODEL = "ftune_model"  # name of the pyfunc model logged for the registry
 FTUNE_CODE = Path(__file__).resolve().parents[2]  # travels with a registered model
@@ -127,35 +128,60 @@ class MLflowTracker(Tracker):
     def open_comparison(cls, config, directory: Path, echo=print):
         return ComparisonRun(config, directory, echo)
 
+    @classmethod
+    def open_search(cls, config, space: dict[str, str], directory: Path, echo=print):
+        return SearchRun(config, space, directory, echo)
 
-class ComparisonRun:
-    """The parent MLflow run of ``ftune compare``: the shared config as params, the report's
-    files when it ends; each technique's run (in its worker process) is a child run."""
+
+class ParentRun:
+    """A parent MLflow run, named after its directory, that ftune runs join as children (through
+    ``PARENT_VARIABLE``). Its id is kept in ``<directory>/mlflow.json``: run again on the same
+    directory, it continues the same parent run."""
 
     RECORD = "mlflow.json"
+    command = "ftune"  # for the line it prints
 
-    def __init__(self, config, directory: Path, echo=print):
+    def __init__(self, config, directory: Path, tags: dict[str, str], params: dict[str, str], echo=print):
         mlflow, uri, experiment = _connect(config)
         self.client = mlflow.MlflowClient()
         self.directory = directory
         record = directory / self.RECORD
         earlier = json.loads(record.read_text()).get("run_id") if record.is_file() else None
-        if earlier and _exists(self.client, earlier):  # --resume: the same parent, running again
+        if earlier and _exists(self.client, earlier):  # resumed: the same parent, running again
             self.run_id = earlier
             self.client.update_run(earlier, status="RUNNING")
         else:
             self.run_id = self.client.create_run(experiment.experiment_id, run_name=directory.name,
-                                                 tags={"ftune.compare_dir": str(directory.resolve())}).info.run_id
-            shared = {k: v for k, v in config_params(config).items() if not k.startswith("method.")}
-            _log_params(self.client, self.run_id, shared)
+                                                 tags=tags).info.run_id
+            _log_params(self.client, self.run_id, params)
             directory.mkdir(parents=True, exist_ok=True)
             record.write_text(json.dumps({"run_id": self.run_id, "tracking_uri": uri}) + "\n")
-        echo(f"ftune compare: MLflow parent run {directory.name} in experiment {experiment.name!r} at {uri}; "
+        echo(f"{self.command}: MLflow parent run {directory.name} in experiment {experiment.name!r} at {uri}; "
              f"see it with: {where_to_look(uri)}")
 
     @property
     def environment(self) -> dict[str, str]:
         return {PARENT_VARIABLE: self.run_id}
+
+    def tag_child(self, run_dir: Path, tags: dict[str, str], end_as: str | None = None) -> None:
+        """Tag the MLflow run of the ftune run in ``run_dir`` (if it has one); ``end_as``: end it
+        so (e.g. KILLED) if it is still running (its process was killed)."""
+        from mlflow.entities import RunTag
+        from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+        record = Path(run_dir) / RECORD
+        child = json.loads(record.read_text()).get(MLflowTracker.name, {}).get("run_id") if record.is_file() else None
+        if not child or not _exists(self.client, child):
+            return
+        self.client.log_batch(child, tags=[RunTag(k, v[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()])
+        if end_as and self.client.get_run(child).info.status == "RUNNING":
+            self.client.set_terminated(child, end_as)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def finish(self, files: dict[str, Path], interrupted: bool = False) -> None:
         for path in files.values():
@@ -165,6 +191,29 @@ class ComparisonRun:
 
     def fail(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
+
+
+class ComparisonRun(ParentRun):
+    """The parent MLflow run of ``ftune compare``: the shared config as params, the report's
+    files when it ends; each technique's run (in its worker process) is a child run."""
+
+    command = "ftune compare"
+
+    def __init__(self, config, directory: Path, echo=print):
+        shared = {k: v for k, v in config_params(config).items() if not k.startswith("method.")}
+        super().__init__(config, directory, {"ftune.compare_dir": str(directory.resolve())}, shared, echo)
+
+
+class SearchRun(ParentRun):
+    """The parent MLflow run of ``ftune tune``: the base config and the search space
+    (``space.<key>``) as params; the best value, the trial counts and the search's files at the
+    end; each trial's run is a child run."""
+
+    command = "ftune tune"
+
+    def __init__(self, config, space: dict[str, str], directory: Path, echo=print):
+        params = {**config_params(config), **{f"space.{key}": text for key, text in space.items()}}
+        super().__init__(config, directory, {"ftune.tune_dir": str(directory.resolve())}, params, echo)
 
 
 def _connect(config):
