@@ -43,9 +43,15 @@ def draw_plots(rows: list[dict], curves: dict[str, list[dict]], meta: dict) -> l
     notes = [f"no technique finished with a {METRIC_TITLES[metric]} and a parameter count",
              "no technique reported its peak memory", "no technique reported its throughput",
              "no technique reported its wall time", "no finished technique logged a training loss"]
+    return drawn_plots(captions, draws, notes)
+
+
+def drawn_plots(captions, draws, notes) -> list[tuple[str, bytes | None, str]]:
+    """(caption, PNG bytes or None, note shown instead) for each ``draw()``; a draw that returns
+    None shows its note, one that fails shows why."""
     plots = []
     for caption, draw, note in zip(captions, draws, notes):
-        try:  # a plot is a convenience: it must never cost the report of a long comparison
+        try:  # a plot is a convenience: it must never cost the results of a long comparison or search
             fig = draw()
             plots.append((caption, figure_png(fig) if fig else None, note))
         except Exception as error:

@@ -148,8 +148,11 @@ def write_report(plan: ComparePlan, directory: Path, started: str, command: str)
     limits = [f"{t.max_steps} steps" if t.max_steps is not None else "",
               f"{t.max_minutes:g} min" if t.max_minutes is not None else ""]
     budget = " or ".join(x for x in limits if x) or f"{epochs(t):g} epochs"
+    task = task_name(rows)
+    if t.max_steps is None and t.epochs is None and t.min_steps and task == "classification":
+        budget += f" (more over small data, to reach train.min_steps = {t.min_steps} optimizer steps)"
     budget += " per technique"
-    meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": task_name(rows),
+    meta = {"model": plan.config.model.name, "data": plan.config.data.train, "task": task,
             "budget": budget, "seeds": len(plan.seeds), "started": started,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "device": plan.config.train.device,
             "command": command, "learning_rate": t.learning_rate or "each technique's default",

@@ -14,21 +14,14 @@ def draw_tuning_plots(rows: list[dict], metric: str, maximize: bool, importances
 
     if importlib.util.find_spec("matplotlib") is None:
         return [(c, None, "matplotlib is not installed (pip install matplotlib)") for c in captions]
-    from ftune.comparison.plots import figure_png, new_figure
+    from ftune.comparison.plots import drawn_plots, new_figure
 
     better = "higher is better" if maximize else "lower is better"
     draws = [lambda: _history(new_figure, rows, metric, maximize, better),
              lambda: _evaluations(new_figure, rows, metric, better),
              lambda: _importances(new_figure, importances, keys) if importances else None]
     notes = ["no trial has finished yet", "no trial reported an evaluation", importance_note]
-    plots = []
-    for caption, draw, note in zip(captions, draws, notes):
-        try:  # a plot is a convenience: it must never cost the results of a long search
-            fig = draw()
-            plots.append((caption, figure_png(fig) if fig else None, note))
-        except Exception as error:
-            plots.append((caption, None, f"could not be drawn ({type(error).__name__}: {error})"))
-    return plots
+    return drawn_plots(captions, draws, notes)
 
 
 def _history(new_figure, rows, metric, maximize, better):
