@@ -64,6 +64,26 @@ def test_a_step_with_fewer_rows_than_pieces_leaves_pieces_empty_and_fillers_mask
     assert rows[1]["labels"] == [3, -100]  # the real row is untouched
 
 
+def test_a_filler_preference_pair_has_no_completion_and_counts_for_nothing():
+    import torch
+    from datasets import Dataset
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from ftune.training.sampling import length_column
+    from ftune.training.trainer import trained_pairs
+
+    pairs = Dataset.from_list([{"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4, 5], "length": 9},
+                               {"prompt_ids": [6], "chosen_ids": [7, 8], "rejected_ids": [9], "length": 4}])
+    rows = WithFillers(pairs)
+    assert rows[3]["chosen_ids"] == rows[3]["rejected_ids"] == [] and rows[3]["prompt_ids"] == [6]
+    assert rows[1]["chosen_ids"] == [7, 8]  # the real pair is untouched
+    collate = DataCollatorForPreference(pad_token_id=0)
+    assert trained_pairs(collate([rows[0], rows[1]])) == 2 and trained_pairs(collate([rows[2]])) == 0
+    assert torch.equal(collate([rows[2]])["completion_mask"], torch.zeros(2, 2, dtype=torch.long))
+    # the lengths one process groups pairs by (their "length" column), not their token counts
+    assert length_column(rows) == [9, 4] and length_column(Rows([3, 5])) is None
+
+
 def test_launch_command_and_refusals():
     config = Config()
     config.train.processes = 2
@@ -78,7 +98,26 @@ def test_launch_command_and_refusals():
     assert launch_problems(config, "classification", "cpu", cpu_cores=2, gpus=0) == []
     assert "more processes than the 1 CPU core(s)" in launch_problems(config, "sft", "cpu", 1, 0)[0]
     assert "more processes than the 1 GPU(s)" in launch_problems(config, "sft", "cuda", 8, 1)[0]
-    assert "DPO" in launch_problems(config, "dpo", "cuda", 8, 2)[0]
+    assert launch_problems(config, "dpo", "cpu", cpu_cores=2, gpus=0) == []  # DPO trains over several too
+
+
+def test_a_resumed_launch_runs_ftune_train_resume_in_each_process(tmp_path, monkeypatch):
+    config = Config()
+    config.train.processes = 2
+    assert launch_command(config, None, "cpu", 1, resume=Path("runs/r"))[-5:] == [
+        "-m", "ftune", "train", "--resume", "runs/r"]
+
+    from ftune.errors import FtuneError
+    from ftune.training.checkpoints import resume_run
+
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (tmp_path / "config.yaml").write_text("train:\n  processes: 1\n")
+    (checkpoint / "ftune-state.json").write_text('{"step": 4, "processes": 2}')
+    assert resume_run(tmp_path)[0].train.processes == 2  # as many as wrote the checkpoint (torchrun's count)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(FtuneError, match="checkpoint-4 was written by 2 process\\(es\\); this launch has 3"):
+        resume_run(tmp_path)
 
 
 def test_shipped_strategy_files_are_what_ftune_generates(tmp_path):

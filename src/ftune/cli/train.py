@@ -9,6 +9,7 @@ examples:
   ftune train model=smollm2-135m data.train=alpaca.jsonl train.max_minutes=20
   ftune train --resume runs/20261130-120408-smollm2-135m-lora-sft   (after a crash: from its last checkpoint)
   ftune train configs/sst2-minilm-lora.yaml train.processes=2   (DDP over 2 processes; or: accelerate launch -m ftune train ...)
+  ftune train --resume runs/20261130-120408-minilm-l6-lora   (a run over 2 processes resumes over 2 again)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def add_arguments(parser) -> None:
                         help="a YAML config and/or dotted overrides (see `ftune config`)")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue an interrupted run from its last checkpoint (train.checkpoint_every), "
-                             "with the settings it started with")
+                             "with the settings it started with, over as many processes as it had")
 
 
 def run(args) -> int:

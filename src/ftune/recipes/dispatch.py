@@ -20,10 +20,7 @@ def train_for_objective(config: Config, echo=print, resume=None) -> TrainedRun:
     settle_defaults(config, objective)
     world = current_world()
     if config.train.processes > 1 and not world.distributed:  # start the processes; the main one writes the run
-        if resume is not None:
-            raise FtuneError(f"--resume {resume.path}: a run over train.processes = {config.train.processes} "
-                             "processes has no checkpoints to resume from yet")
-        return train_in_processes(config, objective, echo)
+        return train_in_processes(config, objective, echo, resume)
     if world.distributed:  # one of the processes (started by ftune, accelerate launch or torchrun)
         device = plan_device(config.train.device, config.train.precision).device
         problems = launch_problems(config, objective, device, cpu_cores=world.size, gpus=world.size)

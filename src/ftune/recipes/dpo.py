@@ -2,7 +2,8 @@
 
 With LoRA (or any adapter technique) the reference model is the base with the adapters
 disabled, so no second copy of the model sits in memory. Held-out preference accuracy and
-reward margin are measured before and after training.
+reward margin are measured before and after training. The loss is the mean over each step's
+pairs, however they are split into micro-batches or among processes (``train.processes``).
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
     from ftune.eval.verdict import preference_run_verdict, with_preference_intervals
     from ftune.methods import build_method
     from ftune.models.load import load_causal_lm
-    from ftune.training.loop import build_trainer, open_run, run_training, start_generative_run
+    from ftune.training.distributed import current_world
+    from ftune.training.loop import (build_trainer, open_run, result_of_other_process, run_training,
+                                     start_generative_run)
     from ftune.training.memory_fit import BatchShape, fit_to_memory
     from ftune.recipes.preference_eval import with_preference_evaluation
     from ftune.recipes.finish import finish_training
+    from ftune.training.trainer import with_summed_pair_loss
 
     method = build_method(config.method.name, config.method.options)
     data = build_generative_data(config.data, split_seed(config))
@@ -62,7 +66,8 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
         Dataset.from_list(preference_rows(data.train, template, tokenizer, config.model.max_length)),
         Dataset.from_list(preference_rows(data.validation, template, tokenizer, config.model.max_length)),
         None, run, metric="loss", greater_is_better=False, eval_batch_size=max(1, min(t.eval_batch_size, t.batch_size)),
-        trainer_class=with_preference_evaluation(DPOTrainer), args_class=DPOConfig, learning_rate_key="preference",
+        trainer_class=with_preference_evaluation(with_summed_pair_loss(DPOTrainer)), args_class=DPOConfig,
+        learning_rate_key="preference",
         extra_args={"beta": config.objective.beta, "max_length": config.model.max_length,
                     "precompute_ref_log_probs": False,
                     "disable_dropout": True, "truncation_mode": "keep_start"},
@@ -81,13 +86,17 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
         return preference_scores(prepared.model, held_out, config.objective.beta, reference, pad_id,
                                  same_as_reference=True)  # untrained: the model is its reference
 
-    before = run.measured_once("before.json", measure_base)
+    if current_world().main:  # the others only train
+        before = run.measured_once("before.json", measure_base)
 
     trainer = session.trainer
     disabled = method.disabled if reference is None else None  # adapters off: the reference
     trainer.held_out_pairs, trainer.beta, trainer.reference, trainer.disabled, trainer.pad_id = (
         held_out, config.objective.beta, reference, disabled, pad_id)
     training = run_training(session, config, echo)
+    other_process = result_of_other_process(run, training, "dpo")
+    if other_process:
+        return other_process
     # the kept weights were scored when they were evaluated; score again only if they never were
     after = trainer.scores_by_step.get(session.keep_best.best_step)
     if after is None:

@@ -8,7 +8,8 @@ pairs TRL's evaluation took 41 minutes on 2 CPU cores.
 
 The loss it reports is DPO's sigmoid loss, ``-log σ(margin)``, so best-model selection still
 compares like with like; the scores of every evaluation are kept by step, and the run's
-"after" figures are those of the step whose weights it keeps, with no second pass.
+"after" figures are those of the step whose weights it keeps, with no second pass. Over several
+processes the main one scores and hands the scores to the others.
 """
 
 from __future__ import annotations
@@ -35,8 +36,14 @@ class PreferenceEvaluation:
         from ftune.eval.preference import preference_scores
 
         started = time.monotonic()
-        scores = preference_scores(self.model, self.held_out_pairs, self.beta, self.reference, self.pad_id,
-                                   disabled=self.disabled)
+        scores = None
+        if self.accelerator.is_main_process:
+            scores = preference_scores(self.model, self.held_out_pairs, self.beta, self.reference, self.pad_id,
+                                       disabled=self.disabled)
+        if self.args.world_size > 1:  # the others take the main process's scores: all keep the same best step
+            from accelerate.utils import broadcast_object_list
+
+            scores = broadcast_object_list([scores], from_process=0)[0]
         self.scores_by_step[self.state.global_step] = scores
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in scores.items()
                    if key != "n" and not key.startswith(PER_EXAMPLE)}

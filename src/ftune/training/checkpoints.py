@@ -9,6 +9,11 @@ Layout, in the run directory::
 
 A checkpoint is written into ``.partial``, synced to disk, then renamed into place, so a
 process killed while writing leaves the previous checkpoint as the latest complete one.
+
+Over several processes every one takes part in transformers' save (the main one writes the
+weights, optimizer and trainer state; each its own ``rng_state_<rank>.pth``), while the main
+process alone creates, completes and renames the staging directory, with barriers around the
+writes so no process writes into a directory being cleared or moved.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ftune.errors import FtuneError
+from ftune.training.distributed import current_world
 
 CHECKPOINTS = "checkpoints"
 STAGING = ".partial"
@@ -63,6 +69,8 @@ def write_atomically(trainer, save, run_path: Path, keep: int) -> Path:
     started = time.monotonic()
     try:
         written = _write(trainer, save, run_path, root, staging, keep)
+        if not trainer.is_world_process_zero():
+            return written
         status = read_status(run_path) or {}
         RunDir(run_path).update_status(  # what checkpoints cost, for the user and bench/checkpoint_overhead.py
             checkpoints_written=status.get("checkpoints_written", 0) + 1,
@@ -81,13 +89,20 @@ def write_atomically(trainer, save, run_path: Path, keep: int) -> Path:
 def _write(trainer, save, run_path: Path, root: Path, staging: Path, keep: int) -> Path:
     from ftune.training import faults
 
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    save(str(staging))  # transformers writes <staging>/checkpoint-<step>/
+    main = trainer.is_world_process_zero()
+    if main:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+    trainer.accelerator.wait_for_everyone()  # the staging directory is there, empty, before anyone writes
+    save(str(staging))  # transformers writes <staging>/checkpoint-<step>/ (every process its RNG state)
+    trainer.accelerator.wait_for_everyone()  # every process's files are in before the main one moves them
     written = staging / f"checkpoint-{trainer.state.global_step}"
     faults.maybe_kill("checkpoint-write", trainer.state.global_step)
-    state: dict[str, Any] = {"step": trainer.state.global_step, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if not main:  # the next checkpoint's first barrier comes after the main process's rename
+        return root / written.name
+    state: dict[str, Any] = {"step": trainer.state.global_step, "processes": trainer.args.world_size,
+                             "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
     for callback in trainer.callback_handler.callbacks:
         if hasattr(callback, "save_checkpoint_state"):
             state[type(callback).__name__] = callback.save_checkpoint_state(written)
@@ -108,13 +123,14 @@ def _write(trainer, save, run_path: Path, root: Path, staging: Path, keep: int) 
 
 
 def restore_ftune_state(trainer, checkpoint: Path, run_path: Path) -> dict[str, Any]:
-    """Give each callback its saved state back and put the log back as it was at the checkpoint."""
+    """Give each callback its saved state back (in every process: they decide alike) and put
+    the log back as it was at the checkpoint (the main process, which writes it)."""
     state = json.loads((checkpoint / FTUNE_STATE).read_text())
     for callback in trainer.callback_handler.callbacks:
         name = type(callback).__name__
         if hasattr(callback, "restore_checkpoint_state") and name in state:
             callback.restore_checkpoint_state(state[name], checkpoint)
-    if (checkpoint / LOG_COPY).is_file():
+    if trainer.is_world_process_zero() and (checkpoint / LOG_COPY).is_file():
         shutil.copyfile(checkpoint / LOG_COPY, Path(run_path) / LOG_COPY)
     return state
 
@@ -134,7 +150,20 @@ def resume_run(run_path: str | Path):
     checkpoint = resumable_checkpoint(run_path)
     config = load_config(str(run_path / "config.yaml"), [])
     use_recorded_data_paths(config, run_path)
+    # as many processes as wrote the checkpoint (torchrun may have started more than the config says):
+    # the data order and each process's RNG state depend on it
+    config.train.processes = checkpoint_processes(checkpoint)
+    world = current_world()
+    if world.distributed and world.size != config.train.processes:
+        raise FtuneError(f"--resume {run_path}: {checkpoint.name} was written by {config.train.processes} "
+                         f"process(es); this launch has {world.size}. Resume it over as many "
+                         f"(ftune train --resume {run_path} starts them).")
     return config, RunDir.resuming(run_path, checkpoint)
+
+
+def checkpoint_processes(checkpoint: Path) -> int:
+    """How many processes trained up to ``checkpoint`` (1 for checkpoints that do not say)."""
+    return int(json.loads((Path(checkpoint) / FTUNE_STATE).read_text()).get("processes", 1))
 
 
 def resumable_checkpoint(run_path: Path) -> Path:
@@ -148,9 +177,12 @@ def resumable_checkpoint(run_path: Path) -> Path:
     status = read_status(run_path) or {}
     if status.get("state") == "finished":
         raise FtuneError(f"--resume {run_path}: the run already finished; its model is in {run_path / 'model'}")
-    if status.get("state") == "started" and status.get("pid") != os.getpid() and process_alive(status.get("pid")):
-        raise FtuneError(f"--resume {run_path}: the run is still training (process {status['pid']})")
-    shutil.rmtree(checkpoint_root(run_path) / STAGING, ignore_errors=True)  # a write the crash cut short
+    # Several resuming processes: the main one checks and clears (it may already have marked the run
+    # as its own, started, when another gets here)
+    if current_world().main:
+        if status.get("state") == "started" and status.get("pid") != os.getpid() and process_alive(status.get("pid")):
+            raise FtuneError(f"--resume {run_path}: the run is still training (process {status['pid']})")
+        shutil.rmtree(checkpoint_root(run_path) / STAGING, ignore_errors=True)  # a write the crash cut short
     found = latest_checkpoint(run_path)
     if found is None:
         raise FtuneError(f"--resume {run_path}: the run has no complete checkpoint to resume from (it saves one "

@@ -14,7 +14,9 @@ processes train like one process with N times the batch:
   divided by their number (``ftune.training.trainer``), so unequal shares stay exact;
 - the time budget and the learning-rate schedule read one clock, the slowest process's, so
   every process stops at the same step with the same learning rate
-  (``ftune.training.callbacks.AgreedClock``).
+  (``ftune.training.callbacks.AgreedClock``), and saves a checkpoint at the same step;
+- a checkpoint takes every process (each its RNG state; ``ftune.training.checkpoints``), and
+  ``ftune train --resume`` starts as many again, each skipping its share of the trained batches.
 
 This module imports nothing heavy: the command line asks it which process it is.
 """

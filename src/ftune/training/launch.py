@@ -2,7 +2,7 @@
 underneath; gloo on CPU, NCCL on CUDA) and return the run the main process wrote.
 
 Everything that would stop the launch is checked here first, before any process starts: the
-objective, the device, and that there are as many GPUs or CPU cores as processes.
+device, the strategy, and that there are as many GPUs or CPU cores as processes.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ def launch_problems(config: Config, objective: str, device: str, cpu_cores: int,
     """What makes ``train.processes`` impossible here, each naming the setting."""
     n = config.train.processes
     problems = []
-    if objective == "dpo":
-        problems.append(f"train.processes = {n}: preference tuning (DPO) trains in one process for now; "
-                        "classification and SFT train over several")
     if device == "cuda" and n > gpus:
         problems.append(f"train.processes = {n}: more processes than the {gpus} GPU(s) this machine has")
     elif device == "cpu" and n > cpu_cores:
@@ -39,8 +36,10 @@ def launch_problems(config: Config, objective: str, device: str, cpu_cores: int,
     return problems + strategy_problems(config.train.distributed, device, config.method.name)
 
 
-def launch_command(config: Config, config_path: Path, device: str, port: int) -> list[str]:
-    """``accelerate launch`` for ``ftune train CONFIG`` over ``train.processes`` processes."""
+def launch_command(config: Config, config_path: Path | None, device: str, port: int,
+                   resume: Path | None = None) -> list[str]:
+    """``accelerate launch`` for ``ftune train CONFIG`` over ``train.processes`` processes, or for
+    ``ftune train --resume RUN`` with ``resume``."""
     t = config.train
     command = [sys.executable, "-m", "accelerate.commands.launch",
                "--multi_gpu",  # accelerate's DDP launcher (torchrun); on a CPU it runs gloo
@@ -50,25 +49,34 @@ def launch_command(config: Config, config_path: Path, device: str, port: int) ->
     if device == "cpu":
         cores = os.cpu_count() or t.processes
         command += ["--num_cpu_threads_per_process", str(t.threads or max(1, cores // t.processes))]
-    return command + ["-m", "ftune", "train", str(config_path)]
+    return command + ["-m", "ftune", "train", *(["--resume", str(resume)] if resume else [str(config_path)])]
 
 
-def train_in_processes(config: Config, objective: str, echo=print) -> TrainedRun:
+def train_in_processes(config: Config, objective: str, echo=print, resume=None) -> TrainedRun:
     """Run the training over ``train.processes`` processes; the main one writes the run
-    directory reserved here, whose metrics come back as the result."""
+    directory reserved here, whose metrics come back as the result. ``resume``: an interrupted
+    run's RunDir, continued over as many processes as it had, each ``ftune train --resume RUN``
+    (each restores its own RNG state and share of the data from the checkpoint)."""
     from ftune.runs.run_dir import RunDir
     from ftune.settings.dump import render_config
     from ftune.training.device import plan_device
 
     device = plan_device(config.train.device, config.train.precision).device
     problems = launch_problems(config, objective, device, os.cpu_count() or 1, _gpu_count(device))
+    if problems and resume is not None:  # its checkpoint holds one RNG state and data share per process
+        problems = [f"--resume {resume.path}: the run trained over {config.train.processes} processes and resumes "
+                    f"over as many; {problem}" for problem in problems]
     if problems:
         raise FtuneError("\n".join(problems))
-    run = RunDir.reserve(config.run.dir, config.run.name or default_run_name(config))
+    suffix = "" if objective == "classification" else objective  # as one process names it: <model>-<technique>-dpo
+    run = resume or RunDir.reserve(config.run.dir, config.run.name or "-".join(filter(None, [
+        default_run_name(config), suffix])))
     with tempfile.TemporaryDirectory(prefix="ftune-launch-") as scratch:
-        config_path = Path(scratch) / "config.yaml"
-        config_path.write_text(render_config(config))
-        command = launch_command(config, config_path, device, _free_port())
+        config_path = None
+        if resume is None:
+            config_path = Path(scratch) / "config.yaml"
+            config_path.write_text(render_config(config))
+        command = launch_command(config, config_path, device, _free_port(), resume.path if resume else None)
         echo(f"ftune: training over {config.train.processes} processes ({config.train.distributed}, "
              f"{'gloo' if device == 'cpu' else 'nccl'}): {shlex.join(command[2:])}")
         code, interrupted = _run(command, {**os.environ, RUN_PATH_VARIABLE: str(run.path)})

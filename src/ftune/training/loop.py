@@ -267,7 +267,6 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     if world.distributed:
         arguments["ddp_backend"] = "gloo" if prepared.plan.device == "cpu" else "nccl"
         arguments["ddp_find_unused_parameters"] = False  # every trainable parameter takes part in each step
-        train_set = WithFillers(train_set)  # filler rows (label masked) for a process left without one
         trainer_class = trainer_class or SummedRowLossTrainer
         arguments.update(trainer_arguments(t.distributed))  # FSDP / DeepSpeed settings, none for DDP
     arguments.update(extra_args or {})
@@ -281,10 +280,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     if world.distributed:
         callbacks.append(AgreedClock(schedule))
     interval = CheckpointInterval.parse(t.checkpoint_every)
-    if interval.enabled and world.distributed:
-        echo(f"ftune: train.checkpoint_every={t.checkpoint_every} is ignored over {world.size} processes: "
-             "checkpoints of a distributed run (and --resume) are not supported yet")
-    elif interval.enabled:
+    if interval.enabled:  # over several processes its minutes read the agreed clock: all save at the same step
         callbacks.append(CheckpointEvery(interval, schedule))
     if os.environ.get(faults.VARIABLE):
         callbacks.append(CrashPoints())
@@ -293,6 +289,9 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks,
         **(extra_trainer_kwargs or {}),
     )
+    if world.distributed:  # filler rows (label masked) for a process left without one; after the
+        # trainer's own preparation of its rows (TRL's DPOTrainer tokenizes the pairs it is given)
+        trainer.train_dataset = WithFillers(trainer.train_dataset)
     trainer.checkpoint_run, trainer.keep_checkpoints = run.path, t.keep_checkpoints
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

@@ -32,7 +32,8 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
 
 class WithFillers:
     """A training dataset whose indices past its end are filler rows: row ``i - len`` with every
-    label masked. ``ShardedLengthBatches`` hands one to a process that has no row in a step."""
+    label masked (a preference pair: with no completion, which is what DPO trains on).
+    ``ShardedLengthBatches`` hands one to a process that has no row in a step."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -50,6 +51,9 @@ class WithFillers:
         if index < size:
             return self.dataset[index]
         item = dict(self.dataset[index - size])
+        if "labels" not in item:  # a pair tokenized by TRL's DPOTrainer
+            item["chosen_ids"], item["rejected_ids"] = [], []
+            return item
         labels = item["labels"]
         item["labels"] = [IGNORED_LABEL] * len(labels) if isinstance(labels, (list, tuple)) else IGNORED_LABEL
         return item
@@ -70,7 +74,8 @@ class ShardedLengthBatches(BatchRebalanceSampler):
         self.rows_per_batch, self.accumulation, self.world = batch_size, accumulation, world
         self.global_batch = batch_size * accumulation * world.size
         # ``sampler``: accelerate's DataLoaderShard.set_epoch reaches it there
-        self.sampler = EpochSeededLengthGroupedSampler(self.global_batch, dataset=dataset, model_input_name="input_ids")
+        self.sampler = EpochSeededLengthGroupedSampler(self.global_batch, dataset=dataset, lengths=length_column(dataset),
+                                                       model_input_name="input_ids")
         self.sampler.seed, self.sampler.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -90,6 +95,14 @@ class ShardedLengthBatches(BatchRebalanceSampler):
             for micro in range(self.accumulation):
                 piece = pieces[micro * self.world.size + self.world.rank]
                 yield piece or [self.rows + order[start]]  # a filler: the step's first row, label masked
+
+
+def length_column(dataset) -> list[int] | None:
+    """The lengths a single process groups by: a ``datasets.Dataset``'s "length" column where it
+    has one (transformers reads it; DPO's pairs carry one), else None: those of ``input_ids``."""
+    rows = dataset.dataset if isinstance(dataset, WithFillers) else dataset
+    names = getattr(rows, "column_names", None)
+    return list(rows["length"]) if names and "length" in names else None
 
 
 def step_pieces(rows: list[int], count: int, batch_size: int) -> list[list[int]]:

@@ -35,6 +35,7 @@ class ResumableMixin:
     checkpoint_run = None  # Path of the run directory
     keep_checkpoints: int = 2
     _staging_output: str | None = None
+    _sharded_batches = None  # ShardedLengthBatches, over several processes
 
     def _save_checkpoint(self, model, trial):
         if self.checkpoint_run is None:
@@ -55,14 +56,23 @@ class ResumableMixin:
     def _get_output_dir(self, trial):
         return self._staging_output or super()._get_output_dir(trial)
 
+    def _run_epoch(self, *args, epoch, **kwargs):
+        # A resumed epoch's loader is accelerate's skip_first_batches wrapper, whose set_epoch stops
+        # short of a batch sampler two wrappers down: this process's batches would be epoch 0's.
+        if self._sharded_batches is not None:
+            self._sharded_batches.set_epoch(epoch)
+        return super()._run_epoch(*args, epoch=epoch, **kwargs)
+
     def _get_train_sampler(self, train_dataset=None):
         if self.args.world_size > 1:
             from ftune.training.distributed import current_world
             from ftune.training.sampling import ShardedLengthBatches
 
-            return ShardedLengthBatches(train_dataset if train_dataset is not None else self.train_dataset,
-                                        self.args.per_device_train_batch_size, self.args.gradient_accumulation_steps,
-                                        current_world(), self.args.data_seed or self.args.seed)
+            self._sharded_batches = ShardedLengthBatches(
+                train_dataset if train_dataset is not None else self.train_dataset,
+                self.args.per_device_train_batch_size, self.args.gradient_accumulation_steps, current_world(),
+                self.args.data_seed or self.args.seed)
+            return self._sharded_batches
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler):
             from ftune.training.sampling import EpochSeededLengthGroupedSampler
@@ -173,6 +183,48 @@ class ResponseLossTrainer(Trainer):
         loss = -logps.sum() / (count.clamp(min=1) if hasattr(count, "clamp") else max(int(count), 1))
         loss = across_processes(self, loss, num_items_in_batch)
         return (loss, {"loss": loss}) if return_outputs else loss
+
+
+class SummedPairLoss:
+    """Mixin for TRL's DPOTrainer: DPO's loss summed over the pairs of the accumulation window
+    (over every process) and divided by their number, rather than TRL's mean over each
+    micro-batch: what one batch holding the whole window gives, still exact when micro-batches
+    or processes hold unequal shares of a step, or a process holds only a filler pair (no
+    completion: ``ftune.training.sampling.WithFillers``), which counts for nothing."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_is_scaled_for_ga = True  # instance attributes: MicroBatchMixin's class ones come first
+        self.loss_normalised_by_items = True
+
+    def _get_num_items_in_batch(self, batch_samples, device):
+        import torch
+
+        count = torch.tensor(sum(trained_pairs(batch) for batch in batch_samples), device=device)
+        if self.args.world_size > 1 and self.args.average_tokens_across_devices:
+            count = self.accelerator.gather(count).sum()
+        return count
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        if num_items_in_batch is None:  # outside training (the memory check): TRL's mean over the batch
+            return result
+        loss, outputs = result if return_outputs else (result, None)
+        # TRL's mean times the batch's pairs is their sum: a filler pair comes alone, as a batch of its own
+        loss = across_processes(self, loss * trained_pairs(inputs) / num_items_in_batch.clamp(min=1),
+                                num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+
+def trained_pairs(batch) -> int:
+    """Pairs of a preference batch (chosen rows, then rejected rows) that have a completion."""
+    chosen = batch["completion_mask"].chunk(2, dim=0)[0]
+    return int(chosen.any(dim=1).sum())
+
+
+def with_summed_pair_loss(dpo_trainer_class: type) -> type:
+    return type(f"SummedPair{dpo_trainer_class.__name__}", (SummedPairLoss, dpo_trainer_class), {})
 
 
 def with_schedule(trainer_class: type = Trainer) -> type:
