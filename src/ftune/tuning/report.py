@@ -187,7 +187,13 @@ def against_default(result) -> str:
         return (f"the default config (trial #{default['number']}) was pruned"
                 + (f" at {metric} {default['value']:.4f}" if default["value"] is not None else ""))
     gain = best["value"] - default["value"]
-    return f"the default config (trial #{default['number']}) reached {default['value']:.4f}: {gain:+.4f}"
+    said = f"the default config (trial #{default['number']}) reached {default['value']:.4f}: {gain:+.4f}"
+    if metric == "accuracy" and default["state"] == "complete":
+        from ftune.tuning.significance import paired_accuracy_note
+
+        note = paired_accuracy_note(best["run_dir"], default["run_dir"])
+        said += f" ({note})" if note else ""
+    return said
 
 
 # ---------------------------------------------------------------- files
