@@ -57,6 +57,7 @@ def test_minilm_lora_on_sst2_subset_beats_tfidf(tmp_path):
     assert scores["n"] == 1000 and scores["accuracy"] > 0.7
 
 
+@pytest.mark.extended  # about 25-50 s; the default suite covers headerless files, joined text columns and four classes: tiny-model CLI tests (headerless_news.csv)
 def test_minilm_on_ag_news_headerless_four_classes(tmp_path):
     need_model("minilm-l6")
     data = shared_file("ag_news/train.csv")
@@ -71,6 +72,7 @@ def test_minilm_on_ag_news_headerless_four_classes(tmp_path):
     assert validation["model"]["accuracy"] > 0.75 > validation["majority"]["accuracy"]
 
 
+@pytest.mark.extended  # about 25-50 s; the default suite covers a decoder with a classification head: the tiny Llama CLI tests
 def test_smollm2_lora_classifier_trains_and_predicts(tmp_path):
     need_model("smollm2-135m")
     data = shared_file("sst2/train.tsv")

@@ -144,6 +144,7 @@ def test_parent_quiet_cpu_is_not_marked_shared(bench, machine, monkeypatch):
 
 @pytest.mark.integration
 @pytest.mark.slow  # about 25 s on 2 cores: two MiniLM loads, one step each way
+@pytest.mark.extended  # the report's logic is tested on canned children above
 def test_tiny_real_run():
     if not SST2.is_file():
         pytest.skip(f"{SST2} absent (SST-2 lives in ../shared/data)")
