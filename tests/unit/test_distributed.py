@@ -95,10 +95,9 @@ def test_launch_command_and_refusals():
     assert command[-4:] == ["-m", "ftune", "train", "/tmp/c.yaml"]
     assert "--num_cpu_threads_per_process" not in launch_command(config, Path("c.yaml"), "cuda", 1)
 
-    assert launch_problems(config, "classification", "cpu", cpu_cores=2, gpus=0) == []
-    assert "more processes than the 1 CPU core(s)" in launch_problems(config, "sft", "cpu", 1, 0)[0]
-    assert "more processes than the 1 GPU(s)" in launch_problems(config, "sft", "cuda", 8, 1)[0]
-    assert launch_problems(config, "dpo", "cpu", cpu_cores=2, gpus=0) == []  # DPO trains over several too
+    assert launch_problems(config, "cpu", cpu_cores=2, gpus=0) == []
+    assert "more processes than the 1 CPU core(s)" in launch_problems(config, "cpu", 1, 0)[0]
+    assert "more processes than the 1 GPU(s)" in launch_problems(config, "cuda", 8, 1)[0]
 
 
 def test_a_resumed_launch_runs_ftune_train_resume_in_each_process(tmp_path, monkeypatch):
@@ -158,4 +157,4 @@ def test_strategies_that_cannot_run_here_are_refused(monkeypatch):
     assert "DeepSpeed is not installed (pip install deepspeed)" in strategy_problems("deepspeed-zero2", "cuda", "lora")[0]
     config = Config()
     config.train.processes, config.train.distributed = 2, "deepspeed-zero3"
-    assert any("DeepSpeed" in p for p in launch_problems(config, "sft", "cuda", cpu_cores=16, gpus=2))
+    assert any("DeepSpeed" in p for p in launch_problems(config, "cuda", cpu_cores=16, gpus=2))

@@ -23,7 +23,7 @@ def train_for_objective(config: Config, echo=print, resume=None) -> TrainedRun:
         return train_in_processes(config, objective, echo, resume)
     if world.distributed:  # one of the processes (started by ftune, accelerate launch or torchrun)
         device = plan_device(config.train.device, config.train.precision).device
-        problems = launch_problems(config, objective, device, cpu_cores=world.size, gpus=world.size)
+        problems = launch_problems(config, device, cpu_cores=world.size, gpus=world.size)
         if problems:
             raise FtuneError("\n".join(problems))
         echo = main_process_echo(echo)

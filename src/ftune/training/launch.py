@@ -22,7 +22,7 @@ from ftune.training.loop import RUN_PATH_VARIABLE, TrainedRun, default_run_name
 from ftune.training.strategies import strategy_problems
 
 
-def launch_problems(config: Config, objective: str, device: str, cpu_cores: int, gpus: int) -> list[str]:
+def launch_problems(config: Config, device: str, cpu_cores: int, gpus: int) -> list[str]:
     """What makes ``train.processes`` impossible here, each naming the setting."""
     n = config.train.processes
     problems = []
@@ -62,7 +62,7 @@ def train_in_processes(config: Config, objective: str, echo=print, resume=None) 
     from ftune.training.device import plan_device
 
     device = plan_device(config.train.device, config.train.precision).device
-    problems = launch_problems(config, objective, device, os.cpu_count() or 1, _gpu_count(device))
+    problems = launch_problems(config, device, os.cpu_count() or 1, _gpu_count(device))
     if problems and resume is not None:  # its checkpoint holds one RNG state and data share per process
         problems = [f"--resume {resume.path}: the run trained over {config.train.processes} processes and resumes "
                     f"over as many; {problem}" for problem in problems]
