@@ -216,6 +216,11 @@ def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
     session = build_trainer(config, method, prepared, EncodedDataset(items), EncodedDataset(items[:8]), collator, run,
                             metric="loss", greater_is_better=False, trainer_class=ResponseLossTrainer, extra_args=extra)
     trainer = session.trainer
+    # the memory plan a real run applies (on CPU: micro-batches of at most CPU_PASS_TOKENS tokens)
+    from ftune.training.memory_fit import BatchShape, fit_to_memory
+
+    shape = BatchShape([len(item["input_ids"]) for item in items], args.batch_size)
+    fit_to_memory(config, trainer, prepared, shape, head="chunked", echo=lambda line: print(line, file=sys.stderr))
     trainer.args.eval_strategy = "no"  # measure training only, as for the other two
     for callback in list(trainer.callback_handler.callbacks):
         if type(callback).__name__ in ("ProgressBar", "StopAndEvaluate", "KeepBest", "StepLog"):

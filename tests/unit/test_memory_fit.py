@@ -160,3 +160,40 @@ def test_when_a_row_does_not_fit_checkpointing_trains_to_the_same_loss(tmp_path,
     plan = checkpointed.metrics["training"]["memory_plan"]
     assert plan["gradient_checkpointing"] and plan["micro_batch_tokens"]
     assert logged_losses(checkpointed.run_dir) == pytest.approx(logged_losses(whole.run_dir), rel=1e-5)
+
+
+def test_the_memory_probe_and_check_run_in_the_precision_training_uses(tiny_llama_dir, tmp_path, monkeypatch):
+    """accelerate turns bf16 autocast on only once training starts; a probe or check measured in
+    fp32 would plan for about twice the activations a bf16 run holds (and the check's own pass
+    would set the run's peak memory)."""
+    import torch
+
+    from ftune.recipes.dispatch import train_for_objective as train_sft
+    from ftune.training import memory_fit
+    from ftune.training.trainer import ResponseLossTrainer
+
+    seen: dict[str, list] = {"probe": [], "check": []}
+    activation_cost = memory_fit._activation_cost
+
+    def watched_probe(model, *args, **kwargs):
+        # what the probe's linear layers compute in (bf16 under autocast)
+        hooks = [m.register_forward_hook(lambda _m, _i, out: seen["probe"].append(out.dtype))
+                 for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        try:
+            return activation_cost(model, *args, **kwargs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    compute_loss = ResponseLossTrainer.compute_loss
+
+    def watched_loss(self, model, inputs, *args, **kwargs):
+        if not self.state.global_step and not seen["check"]:  # the check runs before the first step
+            seen["check"].append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(memory_fit, "_activation_cost", watched_probe)
+    monkeypatch.setattr(ResponseLossTrainer, "compute_loss", watched_loss)
+    train_sft(sft_config(tiny_llama_dir, tmp_path, "train.precision=bf16", "train.max_steps=1"), echo=lambda *_: None)
+    assert seen["probe"] and set(seen["probe"]) == {torch.bfloat16}
+    assert seen["check"] == [(True, torch.bfloat16)]

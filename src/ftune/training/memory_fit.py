@@ -42,7 +42,7 @@ def fit_to_memory(config: Config, trainer, prepared, shape: BatchShape, head: st
         return None
     inputs = PlanInputs(
         baseline_bytes=baseline, trainable_parameters=prepared.trainable,
-        activations=_activation_cost(model, head, device),
+        activations=_activation_cost(model, head, device, trainer.accelerator.autocast),
         head_bytes=_head_bytes(model, head), rows_per_batch=shape.batch_size * shape.rows_per_example,
         rows_per_unit=shape.rows_per_example, longest_row=max(shape.lengths), packed=shape.packed,
         layers=_text_config(model, "num_hidden_layers", 1), hidden_size=_text_config(model, "hidden_size", 0))
@@ -90,7 +90,9 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
     model = trainer.model
     model.train()
     reset_peak_memory(device)
-    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+    # under the autocast training will use (accelerate applies it only once training starts):
+    # measured in fp32, a bf16 run's check would hold about twice the activations it trains with
+    with torch.random.fork_rng(devices=[] if device == "cpu" else None), trainer.accelerator.autocast():
         loss = trainer.compute_loss(model, piece)
         loss.backward()
     del loss
@@ -111,14 +113,17 @@ def _apply(trainer, model, plan: MemoryPlan, shape: BatchShape) -> None:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _activation_cost(model, head: str, device: str) -> ActivationCost:
+def _activation_cost(model, head: str, device: str, autocast) -> ActivationCost:
+    """What one training pass saves per token, measured under ``autocast`` (the trainer's
+    mixed precision: bf16 activations take half the memory of fp32 ones)."""
     from ftune.models.lm_head import lm_head_removed
 
     def forward(input_ids, attention_mask):
-        if head == "classifier":
-            return model(input_ids=input_ids, attention_mask=attention_mask).logits
-        with lm_head_removed(model):
-            return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        with autocast():
+            if head == "classifier":
+                return model(input_ids=input_ids, attention_mask=attention_mask).logits
+            with lm_head_removed(model):
+                return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     was_training = model.training
     model.train()
