@@ -35,6 +35,7 @@ def test_default_job_beats_both_baselines(tmp_path):
     assert model > validation["tfidf_logreg"]["accuracy"]
 
 
+@pytest.mark.extended  # about 50 s; the default suite covers built-in MiniLM against every baseline (the default job's test), gzip and re-evaluation (tiny-model and reader tests)
 def test_minilm_lora_on_sst2_subset_beats_tfidf(tmp_path):
     need_model("minilm-l6")
     data = shared_file("sst2/train.tsv")
