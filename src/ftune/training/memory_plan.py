@@ -28,7 +28,8 @@ MB = 2**20
 GB = 2**30
 # On CPU a longer forward pass is no faster per token, it only takes memory: SmolLM2 LoRA SFT
 # (bench/sft_throughput.py's ftune child) ran 2,048-token passes at 240 real tokens/s and 5.4 GB
-# peak, 4,096-token ones at 223 tokens/s and 6.7 GB.
+# peak, 4,096-token ones at 223 tokens/s and 6.7 GB (repeats at 2,048 gave 220-222 tokens/s: within
+# the +-10% spread between runs, so "no slower", at less memory).
 CPU_PASS_TOKENS = 2048
 SAFETY_BYTES = 256 * MB  # allocator slack, tokenizer buffers, the optimizer's temporaries
 TRAINABLE_STATE_BYTES = 16  # fp32 gradient + AdamW exp_avg + exp_avg_sq + best-weights copy
