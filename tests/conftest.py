@@ -82,10 +82,12 @@ def shared_file(relative: str) -> Path:
 
 
 def run_ftune(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess, as a user would (``env``: extra variables)."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "ftune.cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    """Run the real CLI in a process of its own, as a user would (``env``: extra variables);
+    forked from a server that has imported the heavy libraries once (tests/forked_cli.py)."""
+    from tests.forked_cli import run_cli
+
+    full_env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", **(env or {}))
+    return run_cli(list(args), cwd, full_env, env or {}, timeout)
 
 
 def only_run_dir(parent: Path) -> Path:
