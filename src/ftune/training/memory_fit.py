@@ -4,10 +4,12 @@ it took more than planned. Everything here happens before the run directory exis
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
 from ftune.config import Config
+from ftune.training.adapter_inputs import adapter_inputs_uncast
 from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost,
                                         MemoryPlan, PlanInputs, make_plan)
 from ftune.training.memory_probe import measure_activations, memory_budget, process_bytes
@@ -42,7 +44,7 @@ def fit_to_memory(config: Config, trainer, prepared, shape: BatchShape, head: st
         return None
     inputs = PlanInputs(
         baseline_bytes=baseline, trainable_parameters=prepared.trainable,
-        activations=_activation_cost(model, head, device, trainer.accelerator.autocast),
+        activations=_activation_cost(model, head, device, lambda: _as_in_training(trainer)),
         head_bytes=_head_bytes(model, head), rows_per_batch=shape.batch_size * shape.rows_per_example,
         rows_per_unit=shape.rows_per_example, longest_row=max(shape.lengths), packed=shape.packed,
         layers=_text_config(model, "num_hidden_layers", 1), hidden_size=_text_config(model, "hidden_size", 0))
@@ -92,7 +94,7 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
     reset_peak_memory(device)
     # under the autocast training will use (accelerate applies it only once training starts):
     # measured in fp32, a bf16 run's check would hold about twice the activations it trains with
-    with torch.random.fork_rng(devices=[] if device == "cpu" else None), trainer.accelerator.autocast():
+    with torch.random.fork_rng(devices=[] if device == "cpu" else None), _as_in_training(trainer):
         loss = trainer.compute_loss(model, piece)
         loss.backward()
     del loss
@@ -100,6 +102,16 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
     for parameter in model.parameters():
         parameter.grad = None
     return peak
+
+
+@contextmanager
+def _as_in_training(trainer):
+    """The precision of the trainer's training steps: its autocast, and adapters taking their
+    inputs uncast under it (what ``trainer.train()`` sets up once it starts)."""
+    with ExitStack() as stack:
+        stack.enter_context(trainer.accelerator.autocast())
+        stack.enter_context(adapter_inputs_uncast(trainer.model, trainer.args.bf16 or trainer.args.fp16))
+        yield
 
 
 def _apply(trainer, model, plan: MemoryPlan, shape: BatchShape) -> None:

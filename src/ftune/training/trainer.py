@@ -7,6 +7,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from ftune.training.adapter_inputs import adapter_inputs_uncast
 from ftune.training.micro_batch import split_batch
 from ftune.training.schedule import ProgressSchedule
 
@@ -24,6 +25,15 @@ class ScheduleMixin:
             self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.progress_schedule.multiplier)
             self._created_lr_scheduler = True
         return self.lr_scheduler
+
+
+class AdapterInputsMixin:
+    """Under mixed precision, PEFT adapters take their inputs in the autocast dtype instead of
+    a copy cast up to their fp32 weights (``ftune.training.adapter_inputs``)."""
+
+    def train(self, *args, **kwargs):
+        with adapter_inputs_uncast(self.model, self.args.bf16 or self.args.fp16):
+            return super().train(*args, **kwargs)
 
 
 class ResumableMixin:
@@ -229,9 +239,9 @@ def with_summed_pair_loss(dpo_trainer_class: type) -> type:
 
 def with_schedule(trainer_class: type = Trainer) -> type:
     """``trainer_class`` (the Trainer, ResponseLossTrainer, TRL's DPOTrainer, ...) with ftune's
-    schedule, memory-planned micro-batches and atomic checkpoints."""
-    return type(f"Scheduled{trainer_class.__name__}", (ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class),
-                {})
+    schedule, memory-planned micro-batches, atomic checkpoints and uncast adapter inputs."""
+    return type(f"Scheduled{trainer_class.__name__}",
+                (AdapterInputsMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class), {})
 
 
 ScheduledTrainer = with_schedule(Trainer)
