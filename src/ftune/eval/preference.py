@@ -48,24 +48,24 @@ def encode_pair(pair, template, tokenizer, max_length: int) -> dict[str, list[in
 
 def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta: float,
                       reference=None, pad_id: int = 0, same_as_reference: bool = False,
-                      disabled: Callable[[Any], ContextManager] | None = None) -> dict[str, Any]:
+                      disabled: Callable[[Any], ContextManager] | None = None,
+                      reference_scores: list[tuple[float, int]] | None = None) -> dict[str, Any]:
     """Scores of ``model`` on encoded pairs. The reference is ``reference`` (a model), or the
     model itself inside ``disabled(model)`` (its technique's ``Method.disabled``: adapters
-    switched off, no second copy in memory). ``same_as_reference`` (before training) skips
-    the reference pass: every margin is 0. Per-pair wins and margins are kept under the
+    switched off, no second copy in memory), or its ``reference_scores`` already measured
+    (:func:`reference_logps`, in the same precision). ``same_as_reference`` (before training)
+    skips the reference pass: every margin is 0. Per-pair wins and margins are kept under the
     per-example keys of ``ftune.eval.baselines``."""
     from ftune.eval.baselines import LIKELIHOOD_WINS, MARGINS, PAIR_WINS
     from ftune.eval.scoring import completion_logps
 
-    pairs = [(p["prompt"], p[side]) for p in encoded_pairs for side in ("chosen", "rejected")]
-    policy = completion_logps(model, pairs, pad_id, batch_size=4, progress="scoring pairs")
+    policy = completion_logps(model, _scored_rows(encoded_pairs), pad_id, batch_size=4, progress="scoring pairs")
     if same_as_reference:
         ref = policy
     else:
-        with _reference(model, reference, disabled) as ref_model:
-            ref = completion_logps(ref_model, pairs, pad_id, batch_size=4, progress="scoring pairs (reference)")
+        ref = reference_scores or reference_logps(model, encoded_pairs, reference, pad_id, disabled)
     margins, likelihood_wins = [], []
-    for i in range(0, len(pairs), 2):
+    for i in range(0, len(policy), 2):
         (chosen, n_chosen), (rejected, n_rejected) = policy[i], policy[i + 1]
         margins.append(beta * ((chosen - ref[i][0]) - (rejected - ref[i + 1][0])))
         per_token = chosen / n_chosen - rejected / n_rejected
@@ -77,6 +77,21 @@ def preference_scores(model, encoded_pairs: Sequence[dict[str, list[int]]], beta
     return {"preference_accuracy": sum(wins) / n, "reward_margin": sum(margins) / n,
             "likelihood_accuracy": sum(likelihood_wins) / n, "loss": loss, "n": n,
             PAIR_WINS: wins, LIKELIHOOD_WINS: likelihood_wins, MARGINS: margins}
+
+
+def reference_logps(model, encoded_pairs: Sequence[dict[str, list[int]]], reference=None, pad_id: int = 0,
+                    disabled: Callable[[Any], ContextManager] | None = None) -> list[tuple[float, int]]:
+    """The reference's (log-probability, tokens) of each pair's chosen then rejected reply. The
+    reference does not train: scored once, its figures serve every later evaluation."""
+    from ftune.eval.scoring import completion_logps
+
+    with _reference(model, reference, disabled) as ref_model:
+        return completion_logps(ref_model, _scored_rows(encoded_pairs), pad_id, batch_size=4,
+                                progress="scoring pairs (reference)")
+
+
+def _scored_rows(encoded_pairs) -> list[tuple[list[int], list[int]]]:
+    return [(p["prompt"], p[side]) for p in encoded_pairs for side in ("chosen", "rejected")]
 
 
 @contextlib.contextmanager
