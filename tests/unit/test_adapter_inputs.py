@@ -69,3 +69,16 @@ def test_uncast_adapter_inputs_give_the_same_lora_output_under_autocast():
             uncast = model(x)
     assert cast.dtype == uncast.dtype == torch.bfloat16
     assert torch.equal(cast, uncast)
+
+
+def test_adapters_with_input_dropout_keep_the_cast():
+    """Dropout on the fp32 copy and on bf16 draw other masks: a different run, so kept."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from ftune.training.adapter_inputs import adapter_inputs_uncast
+
+    base = torch.nn.Sequential(torch.nn.Linear(16, 16))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["0"], lora_dropout=0.1))
+    with adapter_inputs_uncast(model, autocast=True):
+        assert model.base_model.model[0].cast_input_dtype_enabled
