@@ -8,9 +8,10 @@ pairs TRL's evaluation took 41 minutes on 2 CPU cores.
 
 The reference does not train: it is scored at the first evaluation and its figures serve the
 later ones, so each evaluation after the first runs the policy only. The loss it reports is
-DPO's sigmoid loss, ``-log σ(margin)``, so best-model selection still compares like with like; the scores of every evaluation are kept by step, and the run's
-"after" figures are those of the step whose weights it keeps, with no second pass. Over several
-processes the main one scores and hands the scores to the others.
+DPO's sigmoid loss, ``-log σ(margin)``, so best-model selection still compares like with like;
+the scores of every evaluation are kept by step, and the run's "after" figures are those of
+the step whose weights it keeps, with no second pass. Over several processes the main one
+scores and hands the scores to the others.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ it took more than planned. Everything here happens before the run directory exis
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -108,9 +108,7 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
 def _as_in_training(trainer):
     """The precision of the trainer's training steps: its autocast, and adapters taking their
     inputs uncast under it (what ``trainer.train()`` sets up once it starts)."""
-    with ExitStack() as stack:
-        stack.enter_context(trainer.accelerator.autocast())
-        stack.enter_context(adapter_inputs_uncast(trainer.model, trainer.args.bf16 or trainer.args.fp16))
+    with trainer.accelerator.autocast(), adapter_inputs_uncast(trainer.model, trainer.args.bf16 or trainer.args.fp16):
         yield
 
 
