@@ -10,6 +10,7 @@ from typing import Sequence
 
 from ftune.config import Config
 from ftune.training.adapter_inputs import adapter_inputs_uncast
+from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
 from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost,
                                         MemoryPlan, PlanInputs, make_plan)
 from ftune.training.memory_probe import measure_activations, memory_budget, process_bytes
@@ -34,7 +35,14 @@ class BatchShape:
 
 def fit_to_memory(config: Config, trainer, prepared, shape: BatchShape, head: str, echo=print) -> MemoryPlan | None:
     """Plan and apply. ``head`` is "classifier", "chunked" (ftune's SFT loss) or "trl" (DPO).
-    Returns None where the free memory cannot be read (no plan, training runs as configured)."""
+    Returns None where the free memory cannot be read (no plan, training runs as configured).
+    Measures with the frozen weights stored as training will store them (in the autocast
+    dtype, ``ftune.training.frozen_weights``), in fp32 again when it returns."""
+    with frozen_weights_in(prepared.model, autocast_dtype(trainer.args), trainer.args.world_size):
+        return _fit_to_memory(config, trainer, prepared, shape, head, echo)
+
+
+def _fit_to_memory(config: Config, trainer, prepared, shape: BatchShape, head: str, echo) -> MemoryPlan | None:
     model = prepared.model
     device = prepared.plan.device
     baseline = process_bytes(device)

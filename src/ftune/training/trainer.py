@@ -8,6 +8,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ftune.training.adapter_inputs import adapter_inputs_uncast
+from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
 from ftune.training.micro_batch import split_batch
 from ftune.training.schedule import ProgressSchedule
 
@@ -27,12 +28,15 @@ class ScheduleMixin:
         return self.lr_scheduler
 
 
-class AdapterInputsMixin:
+class MixedPrecisionMixin:
     """Under mixed precision, PEFT adapters take their inputs in the autocast dtype instead of
-    a copy cast up to their fp32 weights (``ftune.training.adapter_inputs``)."""
+    a copy cast up to their fp32 weights (``ftune.training.adapter_inputs``), and the frozen
+    base weights the matmuls read are stored in that dtype while training runs
+    (``ftune.training.frozen_weights``)."""
 
     def train(self, *args, **kwargs):
-        with adapter_inputs_uncast(self.model, self.args.bf16 or self.args.fp16):
+        with frozen_weights_in(self.model, autocast_dtype(self.args), self.args.world_size), \
+                adapter_inputs_uncast(self.model, self.args.bf16 or self.args.fp16):
             return super().train(*args, **kwargs)
 
 
@@ -241,7 +245,7 @@ def with_schedule(trainer_class: type = Trainer) -> type:
     """``trainer_class`` (the Trainer, ResponseLossTrainer, TRL's DPOTrainer, ...) with ftune's
     schedule, memory-planned micro-batches, atomic checkpoints and uncast adapter inputs."""
     return type(f"Scheduled{trainer_class.__name__}",
-                (AdapterInputsMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class), {})
+                (MixedPrecisionMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class), {})
 
 
 ScheduledTrainer = with_schedule(Trainer)
