@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.unit.test_memory_fit import logged_losses, sft_config
+from tests.unit.test_memory_fit import ALPACA, logged_losses
 
 
 def _lora_model(**options):
@@ -35,36 +35,46 @@ def torch_equal(a, b) -> bool:
     return bool(torch.equal(a, b))
 
 
-def test_a_bf16_run_trains_the_same_and_ends_with_the_loaded_fp32_weights(tiny_llama_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["lora", "ia3", "prompt", "dora"])
+def test_a_bf16_run_trains_the_same_and_ends_with_the_loaded_fp32_weights(tiny_llama_dir, tmp_path, monkeypatch,
+                                                                          method):
+    """Bit for bit: the losses, the held-out figures and the trained weights. DoRA keeps its
+    adapted layers' weights in fp32 (it takes their norms) and stores the others in bf16."""
     import torch
     from safetensors.torch import load_file
 
     from ftune.recipes.dispatch import train_for_objective as train_sft
+    from ftune.settings import load_config
     from ftune.training import frozen_weights, memory_fit
 
     fit_to_memory = memory_fit.fit_to_memory
-    seen: list[tuple[bool, torch.dtype]] = []  # (autocast on, dtype of q_proj's base weight) per forward
-    snapshots = []
+    seen: list[tuple[bool, torch.dtype]] = []  # (autocast on, dtype of a stored layer's weight) per forward
+    models, snapshots = [], []
 
     def watched_fit(config, trainer, prepared, *args, **kwargs):
         snapshots.append(_frozen_snapshot(prepared.model))
-        layer = next(m for name, m in prepared.model.named_modules() if name.endswith("q_proj.base_layer"))
+        layer = frozen_weights.castable_layers(prepared.model)[0]
         layer.register_forward_pre_hook(lambda m, _: seen.append((torch.is_autocast_enabled("cpu"), m.weight.dtype)))
         models.append(prepared.model)
         return fit_to_memory(config, trainer, prepared, *args, **kwargs)
 
-    models = []
+    def train(name: str):
+        config = load_config(None, [f"model={tiny_llama_dir}", f"data.train={ALPACA}", "data.validation_fraction=0.25",
+                                    f"method={method}", "train.batch_size=8", "train.max_steps=3",
+                                    "train.learning_rate=0.01", "model.max_length=96", "generate.samples=0",
+                                    "train.precision=bf16", f"run.dir={tmp_path / name}"])
+        return train_sft(config, echo=lambda *_: None)
+
     monkeypatch.setattr(memory_fit, "fit_to_memory", watched_fit)
-    quiet = dict(echo=lambda *_: None)
-    stored = train_sft(sft_config(tiny_llama_dir, tmp_path / "stored", "train.precision=bf16"), **quiet)
+    stored = train("stored")
     assert {dtype for autocast, dtype in seen if autocast} == {torch.bfloat16}  # probe, check, steps, evaluations
     assert {dtype for autocast, dtype in seen if not autocast} == {torch.float32}  # the evaluation after training
     assert _same_weights(models[0], snapshots[0])  # every frozen weight back, bit for bit, in fp32
 
     seen.clear()
     monkeypatch.setattr(frozen_weights, "castable_layers", lambda model: [])
-    kept = train_sft(sft_config(tiny_llama_dir, tmp_path / "kept", "train.precision=bf16"), **quiet)
-    assert {dtype for _, dtype in seen} == {torch.float32}
+    monkeypatch.setattr(memory_fit, "fit_to_memory", fit_to_memory)
+    kept = train("kept")
     assert logged_losses(stored.run_dir) == logged_losses(kept.run_dir)
     assert stored.metrics["validation"] == kept.metrics["validation"]
     adapters = [load_file(next(run.run_dir.rglob("adapter_model.safetensors"))) for run in (stored, kept)]
