@@ -16,7 +16,8 @@ def _lora_model(**options):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    base = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.Linear(16, 4))
+    linear = torch.nn.Linear
+    base = torch.nn.Sequential(linear(16, 16), torch.nn.ReLU(), linear(16, 16), linear(16, 4))
     return get_peft_model(base, LoraConfig(r=4, target_modules=["0", "2"], init_lora_weights=False, **options))
 
 
@@ -25,21 +26,19 @@ def _frozen_snapshot(model) -> dict:
 
 
 def _same_weights(model, snapshot) -> bool:
-    now = dict(model.named_parameters())
-    return all(now[name].dtype == value.dtype and torch_equal(now[name], value) for name, value in snapshot.items())
-
-
-def torch_equal(a, b) -> bool:
     import torch
 
-    return bool(torch.equal(a, b))
+    now = dict(model.named_parameters())
+    return all(now[name].dtype == value.dtype and torch.equal(now[name], value) for name, value in snapshot.items())
 
 
-@pytest.mark.parametrize("method", ["lora", "ia3", "prompt", "dora"])
+@pytest.mark.parametrize("method,objective", [("lora", "sft"), ("ia3", "sft"), ("prompt", "sft"), ("dora", "sft"),
+                                              ("lora", "dpo")])
 def test_a_bf16_run_trains_the_same_and_ends_with_the_loaded_fp32_weights(tiny_llama_dir, tmp_path, monkeypatch,
-                                                                          method):
+                                                                          method, objective):
     """Bit for bit: the losses, the held-out figures and the trained weights. DoRA keeps its
-    adapted layers' weights in fp32 (it takes their norms) and stores the others in bf16."""
+    adapted layers' weights in fp32 (it takes their norms) and stores the others in bf16; DPO's
+    reference is the same model with its adapters off, on the stored weights too."""
     import torch
     from safetensors.torch import load_file
 
@@ -59,9 +58,11 @@ def test_a_bf16_run_trains_the_same_and_ends_with_the_loaded_fp32_weights(tiny_l
         return fit_to_memory(config, trainer, prepared, *args, **kwargs)
 
     def train(name: str):
-        config = load_config(None, [f"model={tiny_llama_dir}", f"data.train={ALPACA}", "data.validation_fraction=0.25",
-                                    f"method={method}", "train.batch_size=8", "train.max_steps=3",
-                                    "train.learning_rate=0.01", "model.max_length=96", "generate.samples=0",
+        data = ALPACA if objective == "sft" else ALPACA.parent / "preference.jsonl"
+        config = load_config(None, [f"model={tiny_llama_dir}", f"data.train={data}", "data.validation_fraction=0.25",
+                                    f"objective={objective}", f"method={method}", "train.batch_size=8",
+                                    "train.max_steps=3", "train.learning_rate=0.01", "model.max_length=96",
+                                    "generate.samples=0",
                                     "train.precision=bf16", f"run.dir={tmp_path / name}"])
         return train_sft(config, echo=lambda *_: None)
 
