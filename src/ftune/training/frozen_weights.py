@@ -67,6 +67,7 @@ def autocast_dtype(args):
 
 def castable_layers(model) -> list:
     """The linear layers of a PEFT ``model`` whose frozen fp32 weight autocast alone reads."""
+    import torch
     from torch import nn
 
     try:
@@ -81,7 +82,7 @@ def castable_layers(model) -> list:
     excluded = {id(layer) for layer in _weight_readers(model)}
     return [module for module in model.modules()
             if type(module).forward is nn.Linear.forward and id(module) not in excluded
-            and type(module.weight) is nn.Parameter and module.weight.dtype == _fp32()
+            and type(module.weight) is nn.Parameter and module.weight.dtype == torch.float32
             and not module.weight.requires_grad and uses.get(id(module.weight)) == 1]
 
 
@@ -96,12 +97,6 @@ def _weight_readers(model) -> list:
         if any(getattr(module, "use_dora", {}).values()) or getattr(module, "lora_variant", None):
             readers.append(module.get_base_layer())
     return readers
-
-
-def _fp32():
-    import torch
-
-    return torch.float32
 
 
 def _stash_for(weights) -> "_FileStash | _MemoryStash":

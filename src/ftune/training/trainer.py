@@ -243,7 +243,8 @@ def with_summed_pair_loss(dpo_trainer_class: type) -> type:
 
 def with_schedule(trainer_class: type = Trainer) -> type:
     """``trainer_class`` (the Trainer, ResponseLossTrainer, TRL's DPOTrainer, ...) with ftune's
-    schedule, memory-planned micro-batches, atomic checkpoints and uncast adapter inputs."""
+    schedule, memory-planned micro-batches, atomic checkpoints, and under mixed precision uncast
+    adapter inputs and frozen weights stored in the autocast dtype."""
     return type(f"Scheduled{trainer_class.__name__}",
                 (MixedPrecisionMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class), {})
 
