@@ -42,7 +42,7 @@ def test_a_bf16_run_trains_the_same_and_ends_with_the_loaded_fp32_weights(tiny_l
     import torch
     from safetensors.torch import load_file
 
-    from ftune.recipes.dispatch import train_for_objective as train_sft
+    from ftune.recipes.dispatch import train_for_objective
     from ftune.settings import load_config
     from ftune.training import frozen_weights, memory_fit
 
@@ -62,9 +62,8 @@ def test_a_bf16_run_trains_the_same_and_ends_with_the_loaded_fp32_weights(tiny_l
         config = load_config(None, [f"model={tiny_llama_dir}", f"data.train={data}", "data.validation_fraction=0.25",
                                     f"objective={objective}", f"method={method}", "train.batch_size=8",
                                     "train.max_steps=3", "train.learning_rate=0.01", "model.max_length=96",
-                                    "generate.samples=0",
-                                    "train.precision=bf16", f"run.dir={tmp_path / name}"])
-        return train_sft(config, echo=lambda *_: None)
+                                    "generate.samples=0", "train.precision=bf16", f"run.dir={tmp_path / name}"])
+        return train_for_objective(config, echo=lambda *_: None)
 
     monkeypatch.setattr(memory_fit, "fit_to_memory", watched_fit)
     stored = train("stored")
@@ -72,7 +71,6 @@ def test_a_bf16_run_trains_the_same_and_ends_with_the_loaded_fp32_weights(tiny_l
     assert {dtype for autocast, dtype in seen if not autocast} == {torch.float32}  # the evaluation after training
     assert _same_weights(models[0], snapshots[0])  # every frozen weight back, bit for bit, in fp32
 
-    seen.clear()
     monkeypatch.setattr(frozen_weights, "castable_layers", lambda model: [])
     monkeypatch.setattr(memory_fit, "fit_to_memory", fit_to_memory)
     kept = train("kept")
