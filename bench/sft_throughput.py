@@ -9,8 +9,8 @@ settings several ways, each in its own process so peak memory is its own:
 - one row per lever, ftune with that one lever undone (``fp32``: no bf16 autocast;
   ``unfused_adamw``: AdamW's per-parameter loop; ``eager_attention``: no SDPA;
   ``fp32_frozen_weights``: the frozen base weights kept in fp32 under autocast, see
-  ftune.training.frozen_weights), so the JSON says what each bought; ``--levers compile`` adds ftune with ``torch.compile`` (its compile
-  time is reported apart from the timed steps);
+  ftune.training.frozen_weights), so the JSON says what each bought; ``--levers compile``
+  adds ftune with ``torch.compile`` (its compile time is reported apart from the timed steps);
 - trl: TRL's SFTTrainer with ``padding_free=True`` (its fastest option on CPU);
 - padded: transformers Trainer + PEFT with every row padded to ``max_length`` 512, as many
   tutorials do.

@@ -118,7 +118,7 @@ def _in_memory_filesystem(path: str) -> bool:
     """True when ``path`` lies on tmpfs or ramfs (Linux; elsewhere assumed a disk)."""
     try:
         with open("/proc/self/mounts", encoding="utf-8") as mounts:
-            entries = [line.split()[1:3] for line in mounts if len(line.split()) > 2]
+            entries = [fields[1:3] for fields in map(str.split, mounts) if len(fields) > 2]
     except OSError:
         return False
     path = os.path.realpath(path)
@@ -139,13 +139,14 @@ class _FileStash:
 
     def __init__(self, directory: str):
         self.file = tempfile.TemporaryFile(prefix="ftune-frozen-weights-", dir=directory)
-        self.places: list[tuple[int, tuple, object]] = []
+        self.places: list[tuple[int, int, tuple, object]] = []  # offset, bytes, shape, dtype
         self.mapped = None
 
     def put(self, tensor) -> None:
         tensor = tensor.detach().contiguous()
-        self.places.append((self.file.tell(), tuple(tensor.shape), tensor.dtype))
-        self.file.write(memoryview(tensor.numpy()).cast("B"))
+        data = memoryview(tensor.numpy()).cast("B")
+        self.places.append((self.file.tell(), data.nbytes, tuple(tensor.shape), tensor.dtype))
+        self.file.write(data)
 
     def take(self, index: int):
         import numpy
@@ -154,8 +155,7 @@ class _FileStash:
         if self.mapped is None:
             self.file.flush()
             self.mapped = numpy.memmap(self.file, dtype=numpy.uint8, mode="c")
-        offset, shape, dtype = self.places[index]
-        size = int(numpy.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+        offset, size, shape, dtype = self.places[index]
         return torch.from_numpy(self.mapped[offset:offset + size]).view(dtype).view(shape)
 
     def close(self) -> None:
@@ -168,7 +168,7 @@ class _MemoryStash:
         self.tensors: list = []
 
     def put(self, tensor) -> None:
-        self.tensors.append(tensor.to("cpu") if tensor.device.type != "cpu" else tensor)
+        self.tensors.append(tensor.to("cpu"))  # the tensor itself when it is on the CPU already
 
     def take(self, index: int):
         return self.tensors[index]
