@@ -37,11 +37,14 @@ def test_dpo_with_lora_raises_held_out_preference_accuracy(tmp_path, tiny_llama_
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in log)
     # held-out evaluation during training is ftune's preference scoring; "after" is the kept
-    # step's evaluation, and scoring the saved adapter again gives the same figures
+    # step's evaluation (the last one: train.keep=last), and scoring the saved adapter again
+    # gives the same figures
     evaluations = {r["step"]: r for r in log if "eval_preference_accuracy" in r}
-    best = evaluations[metrics["training"]["best_step"]]
-    assert best["eval_reward_margin"] == after["reward_margin"] and best["eval_loss"] == after["loss"]
-    assert best["eval_loss"] == min(r["eval_loss"] for r in evaluations.values())
+    training = metrics["training"]
+    assert training["kept"] == "last" and training["kept_step"] == training["optimizer_steps"] == max(evaluations)
+    kept = evaluations[training["kept_step"]]
+    assert kept["eval_reward_margin"] == after["reward_margin"] and kept["eval_loss"] == after["loss"]
+    assert evaluations[training["best_step"]]["eval_loss"] == min(r["eval_loss"] for r in evaluations.values())
     # tokens/s counts training time only: the held-out evaluations inside training are set apart
     training = metrics["training"]
     assert 0 < training["evaluation_seconds"] < training["seconds"]

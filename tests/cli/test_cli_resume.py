@@ -3,7 +3,8 @@ and resume it: the final weights, metrics and log must equal an uninterrupted ru
 
 The process is killed at three points: mid-epoch (after step 11, in the second epoch), right
 after an evaluation, and halfway through writing a checkpoint; classification with LoRA at all
-three, SFT with LoRA and QLoRA at the first two. The killed runs are real processes; the uninterrupted run and
+three (keeping the best weights, which the checkpoints then carry), SFT with LoRA and QLoRA at
+the first two (keeping the last). The killed runs are real processes; the uninterrupted run and
 the resumes run in this process through the Python API (same code path, without paying for a
 fresh import of torch each time), except one resume through `ftune train --resume`.
 About 70 s in all."""
@@ -25,7 +26,9 @@ GENERATIVE = ["train.batch_size=2", "generate.samples=0", "model.max_length=96"]
 
 def _job_settings(job: str, bert: Path, llama: Path) -> list[str]:
     if job == "classification":
-        return [f"model={bert}", f"data.train={FIXTURES / 'reviews.csv'}", "train.batch_size=4", *COMMON]
+        # train.keep=best: the best weights so far travel in the checkpoint too (SFT keeps the last)
+        return [f"model={bert}", f"data.train={FIXTURES / 'reviews.csv'}", "train.batch_size=4", "train.keep=best",
+                *COMMON]
     alpaca = f"data.train={FIXTURES / 'gen' / 'alpaca.jsonl'}"
     method = "method=qlora" if job == "qlora" else "method=lora"
     return [f"model={llama}", alpaca, method, *GENERATIVE, *COMMON]

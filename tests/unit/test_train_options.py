@@ -41,6 +41,27 @@ def test_early_stopping_ends_training_when_the_metric_stalls(tmp_path, tiny_bert
     assert result.metrics["training"]["optimizer_steps"] == 2 * 9
 
 
+def _evaluations(result) -> dict[int, float]:
+    log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["eval_loss"] for r in log if "eval_loss" in r}
+
+
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_keep_picks_the_weights_the_held_out_figures_describe(tmp_path, tiny_bert_dir, keep):
+    # train.metric=loss is not offered for classifiers; the held-out loss is exact where
+    # accuracy on 4 rows ties, so the kept step shows in it. A learning rate this large makes
+    # the held-out loss rise and fall, so the best evaluation is not the last one.
+    result = run(tmp_path, tiny_bert_dir, "train.epochs=4", "train.learning_rate=0.05", "train.precision=fp32",
+                 "train.evals_per_epoch=2", f"train.keep={keep}")
+    training, evaluations = result.metrics["training"], _evaluations(result)
+    assert len(evaluations) >= 6 and training["optimizer_steps"] == max(evaluations)
+    assert training["best_step"] != training["optimizer_steps"]  # else this run could not tell keep apart
+    assert training["kept"] == keep
+    kept = training["best_step"] if keep == "best" else training["optimizer_steps"]
+    assert training["kept_step"] == kept
+    assert result.metrics["validation"]["model"]["loss"] == pytest.approx(evaluations[kept], rel=1e-5)
+
+
 def test_test_file_is_evaluated_with_baselines(tmp_path, tiny_bert_dir):
     result = run(tmp_path, tiny_bert_dir, "train.max_steps=2", f"data.test={FIXTURES / 'reviews.jsonl'}",
                  "eval.baseline_model=random_forest")

@@ -98,7 +98,7 @@ def train_dpo(config: Config, echo=print, resume=None) -> TrainedRun:
     if other_process:
         return other_process
     # the kept weights were scored when they were evaluated; score again only if they never were
-    after = trainer.scores_by_step.get(session.keep_best.best_step)
+    after = trainer.scores_by_step.get(training["kept_step"])
     if after is None:
         echo("ftune: measuring the model after training ...")
         after = preference_scores(trainer.model, held_out, config.objective.beta, reference, pad_id,

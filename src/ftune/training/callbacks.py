@@ -111,12 +111,16 @@ class StopAndEvaluate(TrainerCallback):
 
 
 class KeepBest(TrainerCallback):
-    """Keep the best trainable weights in memory (no checkpoint files), restore them at the
-    end, and stop early after ``patience`` evaluations without improvement."""
+    """Follow the best held-out evaluation and stop early after ``patience`` evaluations
+    without improvement. With ``keep_weights`` (``train.keep=best``) also keep that
+    evaluation's trainable weights in memory (no checkpoint files) and restore them at the end;
+    otherwise the run keeps its final weights, so its held-out figures did not choose them."""
 
-    def __init__(self, metric: str, patience: int | None, greater_is_better: bool = True):
+    def __init__(self, metric: str, patience: int | None, greater_is_better: bool = True,
+                 keep_weights: bool = False):
         self.metric = f"eval_{metric}"
         self.patience = patience
+        self.keep_weights = keep_weights
         self.sign = 1.0 if greater_is_better else -1.0
         self.best_value: float | None = None
         self.best_step: int | None = None
@@ -133,10 +137,11 @@ class KeepBest(TrainerCallback):
             return
         if self.best_value is None or self.sign * (value - self.best_value) > 0:
             self.best_value, self.best_step = value, state.global_step
-            # on the CPU: a copy beside the weights on a GPU would double their memory (full fine-tuning)
-            self.best_state = {n: p.detach().to("cpu", copy=True)
-                               for n, p in self.model.named_parameters() if p.requires_grad}
             self.evaluations_without_gain = 0
+            if self.keep_weights:
+                # on the CPU: a copy beside the weights on a GPU would double their memory (full fine-tuning)
+                self.best_state = {n: p.detach().to("cpu", copy=True)
+                                   for n, p in self.model.named_parameters() if p.requires_grad}
         else:
             self.evaluations_without_gain += 1
             if self.patience and self.evaluations_without_gain >= self.patience:
@@ -161,15 +166,18 @@ class KeepBest(TrainerCallback):
 
             self.best_state = load_file(str(path))
 
-    def restore_best(self) -> None:
+    def restore_best(self) -> bool:
+        """Put the kept weights back; False where none were kept (``train.keep=last``, or no
+        evaluation ran)."""
         if self.best_state is None or self.model is None:
-            return
+            return False
         import torch
 
         with torch.no_grad():
             for name, parameter in self.model.named_parameters():
                 if name in self.best_state:
                     parameter.copy_(self.best_state[name])
+        return True
 
 
 class CheckpointEvery(TrainerCallback):

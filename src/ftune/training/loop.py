@@ -236,7 +236,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     import tempfile
 
     arguments = dict(
-        # nothing is saved there (the best weights are kept in memory); a scratch directory, so
+        # nothing is saved there (train.keep=best keeps weights in memory); a scratch directory, so
         # the run directory is created only once training is sure to start
         output_dir=tempfile.mkdtemp(prefix="ftune-trainer-"),
         per_device_train_batch_size=t.batch_size,
@@ -251,7 +251,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         num_train_epochs=epochs(t),
         max_steps=total_steps,
         eval_strategy="steps", eval_steps=eval_steps,
-        save_strategy="no",  # the best weights are kept in memory by KeepBest
+        save_strategy="no",  # train.keep=best keeps the best weights in memory (KeepBest)
         logging_steps=max(1, min(50, total_steps // 100)),
         report_to="none",
         seed=t.seed, data_seed=t.seed,
@@ -272,7 +272,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     arguments.update(extra_args or {})
     args = (args_class or TrainingArguments)(**arguments)
     stop = StopAndEvaluate(schedule)
-    keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better)
+    keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better, keep_weights=t.keep == "best")
     tracking = open_tracking(config, run, echo)  # train.report_to, main process only
     callbacks = [stop, keep_best, *tracking.callbacks, *ADDED_CALLBACKS.get()]
     if world.main:  # one progress bar and one log: the main process's
@@ -299,8 +299,8 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
 
 
 def run_training(session: TrainingSession, config: Config, echo=print) -> dict[str, Any]:
-    """Train (a first Ctrl-C ends training but keeps the model), restore the best weights,
-    and summarise the run."""
+    """Train (a first Ctrl-C ends training but keeps the model), restore the best weights
+    under ``train.keep=best``, and summarise the run."""
     from ftune.training.memory import peak_memory_mb, reset_peak_memory
 
     trainer = session.trainer
@@ -321,10 +321,15 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         echo("\nftune: interrupted: evaluating and saving the model as it is (Ctrl-C again to abort)")
     seconds = time.monotonic() - started
     peak = peak_memory_mb(device)
-    if config.train.distributed == "deepspeed-zero3" and trainer.args.world_size > 1:
+    restored = False
+    if config.train.keep == "best" and config.train.distributed == "deepspeed-zero3" and trainer.args.world_size > 1:
         echo("ftune: deepspeed-zero3 partitions every parameter: the final weights are kept, not the best ones")
     else:
-        session.keep_best.restore_best()
+        restored = session.keep_best.restore_best()
+    if restored:
+        looks = sum(session.keep_best.metric in entry for entry in trainer.state.log_history)
+        echo(f"ftune: train.keep=best: the weights of step {session.keep_best.best_step}, the best of {looks} held-out "
+             "evaluations; those evaluations chose them, so the held-out figures below read high")
     _gather_sharded_model(session, config)
     _drop_autocast_wrapper(trainer.model)
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
@@ -344,7 +349,9 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         "stopped_by_time_budget": session.stop.stopped_by_time,
         "interrupted": interrupted,
         "resumed_from_step": checkpoint_step(resume_from) if resume_from else None,
-        "best_step": session.keep_best.best_step,
+        "best_step": session.keep_best.best_step,  # the best held-out evaluation's step
+        "kept": "best" if restored else "last",  # whose weights the run ends with, and their step
+        "kept_step": session.keep_best.best_step if restored else state.global_step,
         "device": prepared.plan.device, "precision": prepared.plan.precision,
         "precision_reason": prepared.plan.reason,
         "model_memory_mb": _model_memory_mb(prepared.model),

@@ -11,8 +11,8 @@ from transformers import TrainerCallback
 
 class ReportToTrial(TrainerCallback):
     """At each evaluation: report the validation metric to the trial at the optimizer step;
-    when the pruner says so, stop training. The run then ends as any other (best weights
-    restored, evaluated, saved) and the trial is marked pruned."""
+    when the pruner says so, stop training. The run then ends as any other (its kept weights
+    evaluated and saved) and the trial is marked pruned."""
 
     def __init__(self, trial, metric_key: str, greater_is_better: bool):
         self.trial = trial
