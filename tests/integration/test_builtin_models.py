@@ -29,7 +29,10 @@ def test_default_job_beats_both_baselines(tmp_path):
     result = run_ftune("train", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training:" in result.stderr  # the progress bar
-    validation = read_json(only_run_dir(tmp_path) / "metrics.json")["validation"]
+    metrics = read_json(only_run_dir(tmp_path) / "metrics.json")
+    validation, training = metrics["validation"], metrics["training"]
+    assert training["learned_beyond_prior"] is True and "learned nothing" not in result.stdout
+    assert training["kept"] == "last" and training["kept_step"] == training["optimizer_steps"]
     model = validation["model"]["accuracy"]
     assert model > validation["majority"]["accuracy"]
     assert model > validation["tfidf_logreg"]["accuracy"]

@@ -39,6 +39,10 @@ def test_early_stopping_ends_training_when_the_metric_stalls(tmp_path, tiny_bert
     result = run(tmp_path, tiny_bert_dir, "train.epochs=10", "train.learning_rate=1e-12",
                  "train.early_stopping_patience=1")
     assert result.metrics["training"]["optimizer_steps"] == 2 * 9
+    # nor the training loss: the run says it learned nothing beyond the label frequencies
+    training = result.metrics["training"]
+    assert training["learned_beyond_prior"] is False
+    assert training["final_training_loss"] >= 0.95 * training["prior_loss"] > 0
 
 
 def _evaluations(result) -> dict[int, float]:

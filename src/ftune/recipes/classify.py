@@ -50,6 +50,12 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
     if other_process:
         return other_process
     model = session.trainer.model
+    training.update(training_loss_against_prior(session.trainer.state.log_history, data.train.label_ids))
+    if not training["learned_beyond_prior"]:
+        echo(f"ftune: the training loss ended at {training['final_training_loss']:.3f}, no lower than the "
+             f"{training['prior_loss']:.3f} that predicting the label frequencies gives: the model learned nothing "
+             "from the texts; a smaller train.learning_rate (if the loss fell and came back) or a larger one "
+             "(if it never fell) may help")
 
     metrics = _evaluate_all(config, model, tokenizer, data)
     metrics["training"] = training
@@ -83,6 +89,29 @@ def small_split_notice(rows: int, what: str) -> str | None:
     return (f"the {what} has {rows} row(s): accuracies closer than about {points} points cannot be told "
             "apart from chance, so the verdict can only favour fine-tuning if it is far ahead of the baselines; "
             "more labeled rows (or a larger data.validation file) give a verdict that can tell")
+
+
+# The training loss must end below this share of the label prior's loss to count as learning.
+PRIOR_LOSS_SHARE = 0.95
+
+
+def training_loss_against_prior(log_history: list[dict], label_ids: list[int]) -> dict[str, Any]:
+    """The training loss at the end (the mean of the last tenth of the logged losses, at least
+    the last three) against the loss of predicting the training labels' frequencies, their
+    entropy. A run that ends no lower learned nothing from the texts: a collapse under too
+    large a learning rate looks like this, and so does one too small to move."""
+    import math
+    from collections import Counter
+
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    counts = Counter(label_ids)
+    prior = -sum(n / len(label_ids) * math.log(n / len(label_ids)) for n in counts.values())
+    if not losses or prior <= 0:  # nothing logged, or one label only
+        return {"final_training_loss": None, "prior_loss": round(prior, 4), "learned_beyond_prior": True}
+    tail = losses[-max(3, len(losses) // 10):]
+    final = sum(tail) / len(tail)
+    return {"final_training_loss": round(final, 4), "prior_loss": round(prior, 4),
+            "learned_beyond_prior": final < PRIOR_LOSS_SHARE * prior}
 
 
 def _write_errors(run, data, model_scores: dict[str, Any]) -> None:
