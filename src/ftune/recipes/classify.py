@@ -54,8 +54,8 @@ def train_classifier(config: Config, echo=print, resume=None) -> TrainedRun:
     if not training["learned_beyond_prior"]:
         echo(f"ftune: the training loss ended at {training['final_training_loss']:.3f}, no lower than the "
              f"{training['prior_loss']:.3f} that predicting the label frequencies gives: the model learned nothing "
-             "from the texts; a smaller train.learning_rate (if the loss fell and came back) or a larger one "
-             "(if it never fell) may help")
+             "from the texts; a smaller train.learning_rate (if the loss fell and came back), a larger one (if "
+             "it never fell) or more steps (if the run was short) may help")
 
     metrics = _evaluate_all(config, model, tokenizer, data)
     metrics["training"] = training
