@@ -272,7 +272,11 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     arguments.update(extra_args or {})
     args = (args_class or TrainingArguments)(**arguments)
     stop = StopAndEvaluate(schedule)
-    keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better, keep_weights=t.keep == "best")
+    keep_weights = t.keep == "best"
+    if keep_weights and t.distributed == "deepspeed-zero3" and world.distributed:
+        keep_weights = False  # each process holds a shard: a copy of it could not be put back whole
+        echo("ftune: deepspeed-zero3 partitions every parameter: the final weights are kept, not the best ones")
+    keep_best = KeepBest(metric, t.early_stopping_patience, greater_is_better, keep_weights=keep_weights)
     tracking = open_tracking(config, run, echo)  # train.report_to, main process only
     callbacks = [stop, keep_best, *tracking.callbacks, *ADDED_CALLBACKS.get()]
     if world.main:  # one progress bar and one log: the main process's
@@ -321,11 +325,7 @@ def run_training(session: TrainingSession, config: Config, echo=print) -> dict[s
         echo("\nftune: interrupted: evaluating and saving the model as it is (Ctrl-C again to abort)")
     seconds = time.monotonic() - started
     peak = peak_memory_mb(device)
-    restored = False
-    if config.train.keep == "best" and config.train.distributed == "deepspeed-zero3" and trainer.args.world_size > 1:
-        echo("ftune: deepspeed-zero3 partitions every parameter: the final weights are kept, not the best ones")
-    else:
-        restored = session.keep_best.restore_best()
+    restored = session.keep_best.restore_best()
     if restored:
         looks = sum(session.keep_best.metric in entry for entry in trainer.state.log_history)
         echo(f"ftune: train.keep=best: the weights of step {session.keep_best.best_step}, the best of {looks} held-out "
