@@ -9,7 +9,8 @@ settings several ways, each in its own process so peak memory is its own:
 - one row per lever, ftune with that one lever undone (``fp32``: no bf16 autocast;
   ``unfused_adamw``: AdamW's per-parameter loop; ``eager_attention``: no SDPA;
   ``fp32_frozen_weights``: the frozen base weights kept in fp32 under autocast, see
-  ftune.training.frozen_weights), so the JSON says what each bought; ``--levers compile``
+  ftune.training.frozen_weights; ``flash_short_rows``: SDPA's flash kernel for short rows too,
+  see ftune.training.short_attention), so the JSON says what each bought; ``--levers compile``
   adds ftune with ``torch.compile`` (its compile time is reported apart from the timed steps);
 - trl: TRL's SFTTrainer with ``padding_free=True`` (its fastest option on CPU);
 - padded: transformers Trainer + PEFT with every row padded to ``max_length`` 512, as many
@@ -39,7 +40,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca" / "alpaca_2k.jsonl"
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
 WARMUP_STEPS = 2
-LEVERS = ("fp32", "unfused_adamw", "eager_attention", "fp32_frozen_weights")  # each undoes one of ftune's defaults
+LEVERS = ("fp32", "unfused_adamw", "eager_attention", "fp32_frozen_weights", "flash_short_rows")  # each undoes one of ftune's defaults
 OPTIONAL_LEVERS = ("compile",)  # each adds one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -208,6 +209,10 @@ def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
         from ftune.training import frozen_weights
 
         frozen_weights.castable_layers = lambda model: []
+    if lever == "flash_short_rows":
+        from ftune.training import short_attention
+
+        short_attention.SHORT_ROW_TOKENS = 0
     method = build_method("lora", config.method.options)
     model = method.apply(task.model, task)
     trainable, total = count_parameters(model)

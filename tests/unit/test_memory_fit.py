@@ -159,7 +159,9 @@ def test_when_a_row_does_not_fit_checkpointing_trains_to_the_same_loss(tmp_path,
     checkpointed = train_sft(sft_config(deep, tmp_path / "ckpt"), echo=lambda *_: None)
     plan = checkpointed.metrics["training"]["memory_plan"]
     assert plan["gradient_checkpointing"] and plan["micro_batch_tokens"]
-    assert logged_losses(checkpointed.run_dir) == pytest.approx(logged_losses(whole.run_dir), rel=1e-5)
+    # the same sums in another order (micro-batches are cut to their own longest row, so
+    # attention's matmuls run over other widths): fp32 rounding apart
+    assert logged_losses(checkpointed.run_dir) == pytest.approx(logged_losses(whole.run_dir), rel=5e-5)
 
 
 def test_the_memory_probe_and_check_run_in_the_precision_training_uses(tiny_llama_dir, tmp_path, monkeypatch):

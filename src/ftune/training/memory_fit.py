@@ -5,7 +5,7 @@ it took more than planned. Everything here happens before the run directory exis
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ftune.config import Config
@@ -14,6 +14,7 @@ from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
 from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost,
                                         MemoryPlan, PlanInputs, make_plan)
 from ftune.training.memory_probe import measure_activations, memory_budget, process_bytes
+from ftune.training.short_attention import short_row_attention, square_term_until
 
 # TRL's fused DPO head works on tiles of up to 4,096 tokens x 32,768 vocabulary entries (fp32).
 # Without Triton (on CPU) each tile is processed with whole-tile torch operations: the
@@ -114,9 +115,11 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
 
 @contextmanager
 def _as_in_training(trainer):
-    """The precision of the trainer's training steps: its autocast, and adapters taking their
-    inputs uncast under it (what ``trainer.train()`` sets up once it starts)."""
-    with trainer.accelerator.autocast(), adapter_inputs_uncast(trainer.model, trainer.args.bf16 or trainer.args.fp16):
+    """The precision and attention of the trainer's training steps: its autocast, adapters taking
+    their inputs uncast under it, short rows' attention (what ``trainer.train()`` sets up once it
+    starts)."""
+    with trainer.accelerator.autocast(), adapter_inputs_uncast(trainer.model, trainer.args.bf16 or trainer.args.fp16), \
+            short_row_attention():
         yield
 
 
@@ -146,8 +149,9 @@ def _activation_cost(model, head: str, device: str, autocast) -> ActivationCost:
     was_training = model.training
     model.train()
     try:
-        return measure_activations(forward, _text_config(model, "vocab_size", 1000), device, list(model.parameters()),
+        cost = measure_activations(forward, _text_config(model, "vocab_size", 1000), device, list(model.parameters()),
                                    _probe_lengths(model))
+        return replace(cost, square_until=square_term_until(model, device, max(_probe_lengths(model))))
     finally:
         model.train(was_training)
 

@@ -11,7 +11,8 @@ The peak of a training step is estimated as
 Activations are measured, not guessed: the model (technique applied) runs a forward pass on
 three short synthetic batches while ``torch.autograd.graph.saved_tensors_hooks`` adds up every
 tensor autograd keeps. A fit of ``c + a * tokens + b * rows * width**2`` (the last term is
-attention's score matrices) then prices any batch shape. A batch over the budget is run as
+attention's score matrices; on a CPU only for rows short enough for ftune's matmul attention,
+see ftune.training.short_attention) then prices any batch shape. A batch over the budget is run as
 micro-batches of fewer tokens (same gradients), and when a single row does not fit, with
 gradient checkpointing; when nothing fits, ``MemoryPlanError`` names the numbers and the
 settings that would help.
@@ -19,7 +20,7 @@ settings that would help.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ftune.errors import FtuneError
@@ -43,22 +44,33 @@ class MemoryPlanError(FtuneError):
 @dataclass(frozen=True)
 class ActivationCost:
     """Bytes autograd keeps for one forward pass: ``constant + per_token * rows * width +
-    per_square * rows * width**2``."""
+    per_square * rows * width**2``, the square term only for rows of at most ``square_until``
+    tokens where that is set (on a CPU, attention keeps its probabilities for short rows only,
+    see ftune.training.short_attention; the flash kernel beyond keeps none)."""
 
     constant: float
     per_token: float
     per_square: float
+    square_until: int | None = None
 
     def bytes(self, rows: int, width: int) -> float:
-        return self.constant + self.per_token * rows * width + self.per_square * rows * width * width
+        square = self.per_square if self.square_until is None or width <= self.square_until else 0.0
+        return self.constant + self.per_token * rows * width + square * rows * width * width
+
+    def per_token_within(self, width: int) -> float:
+        """The most one token of a row no wider than ``width`` can cost (rows x w**2 = tokens x w,
+        and the square term stops at ``square_until``)."""
+        square_width = width if self.square_until is None else min(width, self.square_until)
+        return self.per_token + self.per_square * square_width
 
     def worst_within(self, max_tokens: int, width: int) -> float:
         """The most any piece of at most ``max_tokens`` padded tokens, rows no wider than
-        ``width``, can cost (rows x w <= max_tokens, so rows x w**2 <= max_tokens x width)."""
-        return self.constant + max_tokens * (self.per_token + self.per_square * width)
+        ``width``, can cost."""
+        return self.constant + max_tokens * self.per_token_within(width)
 
     def scaled(self, factor: float) -> "ActivationCost":
-        return ActivationCost(self.constant * factor, self.per_token * factor, self.per_square * factor)
+        return replace(self, constant=self.constant * factor, per_token=self.per_token * factor,
+                       per_square=self.per_square * factor)
 
 
 @dataclass
@@ -116,8 +128,8 @@ class PlanInputs:
         activations are rebuilt at a time in the backward pass (counted twice to be safe)."""
         a = self.activations
         per_layer = 2.0 / max(self.layers, 1)
-        return ActivationCost(a.constant, a.per_token * per_layer + self.layers * self.hidden_size * 4,
-                              a.per_square * per_layer)
+        return replace(a, per_token=a.per_token * per_layer + self.layers * self.hidden_size * 4,
+                       per_square=a.per_square * per_layer)
 
 
 def _backward_factor(layers: int) -> float:
@@ -160,7 +172,7 @@ def make_plan(inputs: PlanInputs, budget_bytes: float, budget_source: str, check
         if fixed + whole <= budget_bytes and batch_tokens == inputs.rows_per_batch * longest:
             return _plan(inputs, budget_bytes, budget_source, fixed + whole, None, use_checkpointing, whole)
         room = budget_bytes - fixed - cost.constant * factor
-        per_token = (cost.per_token + cost.per_square * longest) * factor
+        per_token = cost.per_token_within(longest) * factor
         cap = int(room / per_token) if per_token > 0 and room > 0 else 0
         if cap >= unit_tokens:
             cap = min(cap, batch_tokens)

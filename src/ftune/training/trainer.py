@@ -11,6 +11,7 @@ from ftune.training.adapter_inputs import adapter_inputs_uncast
 from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
 from ftune.training.micro_batch import split_batch
 from ftune.training.schedule import ProgressSchedule
+from ftune.training.short_attention import short_row_attention
 
 
 class ScheduleMixin:
@@ -37,6 +38,15 @@ class MixedPrecisionMixin:
     def train(self, *args, **kwargs):
         with frozen_weights_in(self.model, autocast_dtype(self.args), self.args.world_size), \
                 adapter_inputs_uncast(self.model, self.args.bf16 or self.args.fp16):
+            return super().train(*args, **kwargs)
+
+
+class ShortRowAttentionMixin:
+    """Training computes short rows' attention with plain matmuls on a CPU, where SDPA's flash
+    kernel is slow for them (``ftune.training.short_attention``)."""
+
+    def train(self, *args, **kwargs):
+        with short_row_attention():
             return super().train(*args, **kwargs)
 
 
@@ -243,10 +253,12 @@ def with_summed_pair_loss(dpo_trainer_class: type) -> type:
 
 def with_schedule(trainer_class: type = Trainer) -> type:
     """``trainer_class`` (the Trainer, ResponseLossTrainer, TRL's DPOTrainer, ...) with ftune's
-    schedule, memory-planned micro-batches, atomic checkpoints, and under mixed precision uncast
-    adapter inputs and frozen weights stored in the autocast dtype."""
+    schedule, memory-planned micro-batches, atomic checkpoints, short rows' attention in plain
+    matmuls on a CPU, and under mixed precision uncast adapter inputs and frozen weights stored in
+    the autocast dtype."""
     return type(f"Scheduled{trainer_class.__name__}",
-                (MixedPrecisionMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class), {})
+                (MixedPrecisionMixin, ShortRowAttentionMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin,
+                 trainer_class), {})
 
 
 ScheduledTrainer = with_schedule(Trainer)
