@@ -10,7 +10,8 @@ settings several ways, each in its own process so peak memory is its own:
   ``unfused_adamw``: AdamW's per-parameter loop; ``eager_attention``: no SDPA;
   ``fp32_frozen_weights``: the frozen base weights kept in fp32 under autocast, see
   ftune.training.frozen_weights; ``flash_short_rows``: SDPA's flash kernel for short rows too,
-  see ftune.training.short_attention), so the JSON says what each bought; ``--levers compile``
+  see ftune.training.short_attention; ``checkpointed_head``: the frozen LM head's chunks
+  recomputed in the backward pass, see ftune.models.lm_head), so the JSON says what each bought; ``--levers compile``
   adds ftune with ``torch.compile`` (its compile time is reported apart from the timed steps);
 - trl: TRL's SFTTrainer with ``padding_free=True`` (its fastest option on CPU);
 - padded: transformers Trainer + PEFT with every row padded to ``max_length`` 512, as many
@@ -40,7 +41,8 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca" / "alpaca_2k.jsonl"
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
 WARMUP_STEPS = 2
-LEVERS = ("fp32", "unfused_adamw", "eager_attention", "fp32_frozen_weights", "flash_short_rows")  # each undoes one of ftune's defaults
+LEVERS = ("fp32", "unfused_adamw", "eager_attention", "fp32_frozen_weights", "flash_short_rows",
+          "checkpointed_head")  # each undoes one of ftune's defaults
 OPTIONAL_LEVERS = ("compile",)  # each adds one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -213,6 +215,10 @@ def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
         from ftune.training import short_attention
 
         short_attention.SHORT_ROW_TOKENS = 0
+    if lever == "checkpointed_head":
+        from ftune.models import lm_head
+
+        lm_head._frozen_linear_head = lambda head, hidden: False
     method = build_method("lora", config.method.options)
     model = method.apply(task.model, task)
     trainable, total = count_parameters(model)

@@ -183,18 +183,56 @@ def test_target_logps_equal_full_logits_with_gradients(tiny_llama_dir, technique
         return logps[scored].gather(-1, labels[:, 1:][scored].unsqueeze(-1)).squeeze(-1)
 
     expected = reference()
-    expected.sum().backward()
+    weights = torch.rand(expected.shape)  # each token's own upstream gradient, as a loss weights them
+    (expected * weights).sum().backward()
     expected_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     got, scored = shifted_token_logps(model, {"input_ids": ids, "attention_mask": mask}, labels, chunk_tokens=5)
     assert int(scored.sum()) == got.numel() == expected.numel()
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    got.sum().backward()
+    (got * weights).sum().backward()
     assert expected_grads
     for name, grad in expected_grads.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-5)
     # the head is back in place afterwards
     assert isinstance(model.get_output_embeddings(), torch.nn.Linear)
+
+
+def test_a_frozen_head_under_bf16_autocast_gives_the_checkpointed_gradients(tiny_llama_dir, monkeypatch):
+    """The frozen-head path (gradients computed with the logits) against the checkpointed one,
+    both under bf16 autocast; and only the frozen head takes it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftune.models import lm_head
+    from ftune.models.lm_head import FrozenHeadLogps, shifted_token_logps
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    torch.manual_seed(0)
+    ids = torch.randint(5, 60, (2, 12))
+    labels = ids.clone()
+    weights = torch.rand(2 * 11)
+    calls = []
+    original = FrozenHeadLogps.apply
+    monkeypatch.setattr(FrozenHeadLogps, "apply", lambda *a: calls.append(1) or original(*a))
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logps, _ = shifted_token_logps(model, {"input_ids": ids}, labels, chunk_tokens=5)
+        (logps * weights).sum().backward()
+        return logps.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fused, fused_grads = run()
+    assert calls == [1]
+    monkeypatch.setattr(lm_head, "_frozen_linear_head", lambda head, hidden: False)
+    checkpointed, checkpointed_grads = run()
+    assert calls == [1]
+    torch.testing.assert_close(fused, checkpointed, rtol=0, atol=0)  # the same bf16 matmul, the same logits
+    assert fused_grads.keys() == checkpointed_grads.keys() and fused_grads
+    for name, grad in checkpointed_grads.items():  # bf16 rounding of the scaled gradient apart
+        assert (fused_grads[name] - grad).norm() <= 2e-2 * grad.norm(), name
 
 
 def test_no_generation_samples_when_none_are_asked_for():

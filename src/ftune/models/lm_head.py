@@ -5,8 +5,10 @@ A causal LM's forward projects every position onto the whole vocabulary: for Smo
 its gradient make more copies. Training and scoring need one log-probability per *target*
 token. Here the model runs with its LM head swapped for a pass-through, so its output is the
 final hidden states; the head is then applied only at the target positions, a chunk of
-tokens at a time. In training each chunk is recomputed in the backward pass
-(activation checkpointing), so at most one chunk of logits is alive at any moment.
+tokens at a time, so at most one chunk of logits is alive at any moment. In training, a frozen
+head (every technique but full fine-tuning) gets each chunk's gradient for the hidden states
+while the chunk is computed (``FrozenHeadLogps``); a trained head's chunks are recomputed in
+the backward pass (activation checkpointing).
 """
 
 from __future__ import annotations
@@ -62,11 +64,59 @@ def _chunk_logps(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -
     return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
+class FrozenHeadLogps(torch.autograd.Function):
+    """``log p(targets[i] | hidden[i])`` through a frozen bias-free linear head (``weight``
+    [V, H]), with the gradient for ``hidden`` computed in the forward pass, a chunk at a time.
+
+    Each log-probability depends on its own hidden state only, and its gradient there is
+    ``(onehot(target) - softmax(logits)) @ weight``: computed with the chunk's logits at hand
+    and kept ([N, H], in the matmul dtype), the backward pass only scales it by each token's
+    upstream gradient. A checkpointed chunk computes its logits twice (forward, then again in
+    backward); this once: for SmolLM2, one [tokens x 576] x [576 x 49,152] matmul a chunk less.
+    Matmuls run in ``dtype`` (the autocast dtype, else the hidden states'), as autocast would.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_tokens: int, dtype):
+        matrix = weight.detach().to(dtype)
+        logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        grad = torch.empty(hidden.shape, dtype=dtype, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_tokens):
+            stop = start + chunk_tokens
+            logits = torch.matmul(hidden[start:stop].to(dtype), matrix.t()).float()
+            chunk = torch.log_softmax(logits, dim=-1)
+            del logits
+            wanted = targets[start:stop].unsqueeze(-1)
+            logps[start:stop] = chunk.gather(-1, wanted).squeeze(-1)
+            probabilities = chunk.exp_()
+            probabilities.scatter_add_(-1, wanted, probabilities.new_full(wanted.shape, -1.0))  # softmax - onehot
+            grad[start:stop] = torch.matmul(probabilities.to(dtype), matrix)
+            del chunk, probabilities
+        ctx.save_for_backward(grad)
+        ctx.hidden_dtype = hidden.dtype
+        return logps
+
+    @staticmethod
+    def backward(ctx, grad_logps):
+        (grad,) = ctx.saved_tensors
+        # grad holds d(-logp)/dh: the sign goes with the scale
+        return (grad.to(ctx.hidden_dtype) * (-grad_logps).unsqueeze(-1).to(ctx.hidden_dtype)), None, None, None, None
+
+
+def _frozen_linear_head(head: nn.Module, hidden: torch.Tensor) -> bool:
+    return (torch.is_grad_enabled() and hidden.requires_grad and type(head) is nn.Linear and head.bias is None
+            and not head.weight.requires_grad)
+
+
 def target_logps(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
                  chunk_tokens: int = CHUNK_TOKENS) -> torch.Tensor:
     """``log p(targets[i] | hidden[i])`` for ``hidden`` of shape [N, H] and ``targets`` [N]."""
     from torch.utils.checkpoint import checkpoint
 
+    if _frozen_linear_head(head, hidden) and hidden.shape[0]:
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        return FrozenHeadLogps.apply(hidden, head.weight, targets, chunk_tokens, dtype)
     pieces = []
     for start in range(0, hidden.size(0), chunk_tokens):
         h, t = hidden[start:start + chunk_tokens], targets[start:start + chunk_tokens]
