@@ -140,3 +140,17 @@ def test_the_memory_plan_counts_the_probabilities_only_for_short_rows():
     assert cost.scaled(2).square_until == SHORT_ROW_TOKENS
     unbounded = ActivationCost(constant=0, per_token=100, per_square=10)
     assert unbounded.bytes(2, long) == 2 * long * 100 + 10 * 2 * long * long
+
+
+def test_the_square_term_stops_only_where_the_short_path_runs():
+    from peft import LoraConfig, get_peft_model
+
+    from ftune.training.short_attention import square_term_until
+
+    model = get_peft_model(_tiny_llama(layers=1), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert square_term_until(model, "cpu", 128) == SHORT_ROW_TOKENS
+    assert square_term_until(model, "cuda", 128) is None  # SDPA's kernels there keep no score matrix at all
+    assert square_term_until(model, "cpu", SHORT_ROW_TOKENS + 1) is None  # the probes did not measure the short path
+    eager = _tiny_llama(layers=1)
+    eager.config._attn_implementation = "eager"  # eager keeps its probabilities at every width
+    assert square_term_until(eager, "cpu", 128) is None
