@@ -149,9 +149,10 @@ def _activation_cost(model, head: str, device: str, autocast) -> ActivationCost:
     was_training = model.training
     model.train()
     try:
+        lengths = _probe_lengths(model)
         cost = measure_activations(forward, _text_config(model, "vocab_size", 1000), device, list(model.parameters()),
-                                   _probe_lengths(model))
-        return replace(cost, square_until=square_term_until(model, device, max(_probe_lengths(model))))
+                                   lengths)
+        return replace(cost, square_until=square_term_until(model, device, max(lengths)))
     finally:
         model.train(was_training)
 

@@ -105,14 +105,11 @@ _depth = 0
 
 
 @contextmanager
-def short_row_attention(enabled: bool = True):
+def short_row_attention():
     """While the block runs, transformers' "sdpa" attention computes short rows on a CPU with
     ``ShortRowAttention`` (everything else as before). Nested blocks are fine; the stock
     function is back when the outermost ends."""
     global _depth
-    if not enabled:
-        yield
-        return
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     if _depth == 0:
