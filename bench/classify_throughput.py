@@ -42,7 +42,7 @@ from types import SimpleNamespace
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from steps import CountingCollator, timed_trainer_callback  # noqa: E402  (bench/steps.py)
+from steps import TrainedBatches, timed_trainer_callback  # noqa: E402  (bench/steps.py)
 DATA = BENCH.parents[1] / "shared" / "data" / "sst2" / "train.tsv"
 MODEL = "minilm-l6"
 HIDDEN, WIDTH = 384, 1536  # MiniLM-L6's hidden size and feed-forward width, for the matmul rates
@@ -180,15 +180,15 @@ def run_child(args) -> dict:
             result = _plain(args, train, held_out, label_names, total_steps, timer, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    collator, model = result.pop("collator"), result.pop("model")
+    trained, model = result.pop("trained"), result.pop("model")
     times = timer.times
     if len(times) < total_steps:
         sys.exit(f"{args.child}: {len(times)} optimizer steps ran, {total_steps} were asked for")
     seconds = times[total_steps - 1] - times[args.warmup_steps - 1]
     timed = slice(args.warmup_steps, total_steps)
-    examples = sum(collator.examples[timed])
-    tokens = sum(collator.real_tokens[timed])
-    padded = sum(collator.all_tokens[timed])
+    examples = sum(trained.examples[timed])
+    tokens = sum(trained.real_tokens[timed])
+    padded = sum(trained.all_tokens[timed])
     return {
         "examples_per_s": round(examples / seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
         "seconds": round(seconds, 3), "examples": examples, "real_tokens": tokens,
@@ -243,7 +243,7 @@ def _ftune(args, train, held_out, label_names, total_steps, timer, scratch: Path
     prepared = prepare_model(config, method, lambda **options: load_classifier(MODEL, label_names, **options),
                              echo=lambda line: print(line, file=sys.stderr))
     tokenizer = prepared.task.tokenizer
-    collator = CountingCollator(DataCollatorWithPadding(tokenizer))
+    collator = DataCollatorWithPadding(tokenizer)
     run = RunDir.create(scratch, "bench")
     session = build_trainer(config, method, prepared, TokenizedExamples(tokenizer, train, MAX_LENGTH),
                             TokenizedExamples(tokenizer, SimpleNamespace(texts=held_out.texts[:8],
@@ -255,6 +255,7 @@ def _ftune(args, train, held_out, label_names, total_steps, timer, scratch: Path
         if type(callback).__name__ in ("ProgressBar", "StopAndEvaluate", "KeepBest", "StepLog", "CheckpointEvery"):
             trainer.remove_callback(callback)
     trainer.add_callback(timer)
+    trained = TrainedBatches(trainer)
     try:
         trainer.train()
     finally:
@@ -274,7 +275,7 @@ def _ftune(args, train, held_out, label_names, total_steps, timer, scratch: Path
 
     predict(texts[:batch])  # warm-up
     seconds = _timed(lambda: predict(texts))
-    return {"collator": collator, "model": model, "peak_rss_mb": peak,
+    return {"trained": trained, "model": model, "peak_rss_mb": peak,
             "precision": prepared.plan.precision, "precision_reason": getattr(prepared.plan, "reason", ""),
             "eval_batch_size": batch,
             "eval_examples_per_s": round(len(texts) / seconds, 2), "eval_seconds": round(seconds, 3)}
@@ -305,8 +306,7 @@ def _plain(args, train, held_out, label_names, total_steps, timer, scratch: Path
                                       report_to="none", save_strategy="no", disable_tqdm=True)
     trainer = Trainer(model=model, args=training_args, train_dataset=dataset, processing_class=tokenizer,
                       callbacks=[timer])
-    collator = CountingCollator(trainer.data_collator)
-    trainer.data_collator = collator
+    trained = TrainedBatches(trainer)
     trainer.train()
     peak = _rss_mb()
     model = trainer.model
@@ -317,7 +317,7 @@ def _plain(args, train, held_out, label_names, total_steps, timer, scratch: Path
     classify(texts[:PIPELINE_BATCH], batch_size=PIPELINE_BATCH)  # warm-up
     seconds = _timed(lambda: classify(texts))
     batched = _timed(lambda: classify(texts, batch_size=PIPELINE_BATCH))
-    return {"collator": collator, "model": model, "peak_rss_mb": peak,
+    return {"trained": trained, "model": model, "peak_rss_mb": peak,
             "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
             "eval_examples_per_s": round(len(texts) / seconds, 2), "eval_seconds": round(seconds, 3),
             "batched_eval_examples_per_s": round(len(texts) / batched, 2), "batched_eval_seconds": round(batched, 3)}

@@ -46,7 +46,7 @@ LEVERS = ("fp32", "unfused_adamw", "eager_attention", "fp32_frozen_weights", "fl
 OPTIONAL_LEVERS = ("compile",)  # each adds one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import CountingCollator, timed_trainer_callback  # noqa: E402  (bench/steps.py)
+from steps import TrainedBatches, timed_trainer_callback  # noqa: E402  (bench/steps.py)
 
 
 def main() -> None:
@@ -144,7 +144,7 @@ def run_child(args) -> dict:
     precision = "fp32"
 
     if args.child.startswith("ftune"):
-        trainer, collator, precision = _ftune_trainer(args, examples, task, total_steps, timer, lever)
+        trainer, precision = _ftune_trainer(args, examples, task, total_steps, timer, lever)
     elif args.child == "trl":
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
@@ -154,8 +154,6 @@ def run_child(args) -> dict:
                            gradient_checkpointing=False, bf16=False, assistant_only_loss=False, **common)
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=lora, callbacks=[timer])
-        collator = CountingCollator(trainer.data_collator)
-        trainer.data_collator = collator
     else:
         from peft import get_peft_model
         from transformers import Trainer, TrainingArguments
@@ -168,20 +166,21 @@ def run_child(args) -> dict:
         rows = [{"input_ids": ids, "attention_mask": mask,
                  "labels": [t if m else -100 for t, m in zip(ids, mask)]}
                 for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
-        collator = CountingCollator(lambda feats: {k: torch.tensor([f[k] for f in feats]) for k in feats[0]})
+        collator = lambda feats: {k: torch.tensor([f[k] for f in feats]) for k in feats[0]}  # noqa: E731
         trainer = Trainer(model=get_peft_model(model, lora), args=TrainingArguments(output_dir="/tmp/ftune-bench-pad",
                           remove_unused_columns=False, **common), train_dataset=rows, data_collator=collator,
                           callbacks=[timer])
     from machine import matmul_parameters
 
     flops_per_token = 4 * matmul_parameters(trainer.model)
+    trained = TrainedBatches(trainer)
     started = time.perf_counter()
     trainer.train()
     times = timer.times
     seconds = times[-1] - times[WARMUP_STEPS - 1]
     warmup_seconds = times[WARMUP_STEPS - 1] - started
-    tokens = sum(collator.real_tokens[WARMUP_STEPS:total_steps])
-    padded = sum(collator.all_tokens[WARMUP_STEPS:total_steps])
+    tokens = sum(trained.real_tokens[WARMUP_STEPS:total_steps])
+    padded = sum(trained.all_tokens[WARMUP_STEPS:total_steps])
     return {"tokens_per_s": round(tokens / seconds, 2), "seconds": round(seconds, 2), "real_tokens": tokens,
             "padding_share": round(1 - tokens / padded, 4), "precision": precision,
             "flops_per_token": flops_per_token,
@@ -191,7 +190,7 @@ def run_child(args) -> dict:
 
 def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
     """ftune's own path: its masks, collator, length-grouped sampler, Trainer subclass and
-    precision choice, with ``lever`` changed (see LEVERS). Returns (trainer, collator, precision)."""
+    precision choice, with ``lever`` changed (see LEVERS). Returns (trainer, precision)."""
     from ftune.settings import load_config
     from ftune.data.collate import PaddedCausalCollator
     from ftune.data.templates import resolve_template
@@ -226,7 +225,7 @@ def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
     prepared = PreparedModel(task, model, trainable, total, plan)
     template = resolve_template("auto", task.tokenizer)
     items, _ = encode_examples(examples, template, task.tokenizer, 1024)
-    collator = CountingCollator(PaddedCausalCollator.from_tokenizer(task.tokenizer))
+    collator = PaddedCausalCollator.from_tokenizer(task.tokenizer)
     run = RunDir.create("/tmp/ftune-bench-runs", "bench")
     extra = {"optim": "adamw_torch"} if lever == "unfused_adamw" else {"torch_compile": True} if lever == "compile" else {}
     session = build_trainer(config, method, prepared, EncodedDataset(items), EncodedDataset(items[:8]), collator, run,
@@ -242,7 +241,7 @@ def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
         if type(callback).__name__ in ("ProgressBar", "StopAndEvaluate", "KeepBest", "StepLog"):
             trainer.remove_callback(callback)
     trainer.add_callback(timer)
-    return trainer, collator, plan.precision
+    return trainer, plan.precision
 
 
 if __name__ == "__main__":

@@ -84,3 +84,26 @@ def test_an_unknown_lever_is_named(bench, machine, monkeypatch):
     _fake(bench, machine, monkeypatch, busy=0.0)
     with pytest.raises(SystemExit, match="--levers: unknown turbo"):
         bench.run_parent(_arguments(levers="fp32,turbo"))
+
+
+def test_the_ftune_child_counts_the_batches_it_trained_not_the_memory_checks(bench, tiny_llama_dir, monkeypatch):
+    """ftune's memory check collates the longest batch before training starts: counted at the
+    collator, every timed step's tokens would be the step before's."""
+    from ftune.training.trainer import ResponseLossTrainer
+
+    trained: list[int] = []  # real tokens of each batch the loss saw: the memory check's, then each step's
+    compute_loss = ResponseLossTrainer.compute_loss
+
+    def seen(self, model, inputs, *args, **kwargs):
+        trained.append(int(inputs["attention_mask"].sum()))
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(ResponseLossTrainer, "compute_loss", seen)
+    monkeypatch.setattr(bench, "WARMUP_STEPS", 1)
+    data = Path(__file__).resolve().parents[1] / "fixtures" / "gen" / "alpaca.jsonl"
+    args = argparse.Namespace(model=str(tiny_llama_dir), data=str(data), rows=12, batch_size=2, steps=4,
+                              child="ftune")
+    child = bench.run_child(args)
+    steps = trained[-5:]  # one pass a step (warm-up + 4 timed), batches of several sizes
+    assert len(trained) > 5 and len(set(steps)) > 2
+    assert child["real_tokens"] == sum(steps[1:])
