@@ -11,7 +11,9 @@ settings several ways, each in its own process so peak memory is its own:
   ``fp32_frozen_weights``: the frozen base weights kept in fp32 under autocast, see
   ftune.training.frozen_weights; ``flash_short_rows``: SDPA's flash kernel for short rows too,
   see ftune.training.short_attention; ``checkpointed_head``: the frozen LM head's chunks
-  recomputed in the backward pass, see ftune.models.lm_head), so the JSON says what each bought; ``--levers compile``
+  recomputed in the backward pass, see ftune.models.lm_head; ``peft_lora_layers``: PEFT's own LoRA
+  layers rather than one fused autograd step each, see ftune.training.fused_lora), so the JSON
+  says what each bought; ``--levers compile``
   adds ftune with ``torch.compile`` (its compile time is reported apart from the timed steps);
 - trl: TRL's SFTTrainer with ``padding_free=True`` (its fastest option on CPU);
 - padded: transformers Trainer + PEFT with every row padded to ``max_length`` 512, as many
@@ -42,7 +44,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca" / "alp
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
 WARMUP_STEPS = 2
 LEVERS = ("fp32", "unfused_adamw", "eager_attention", "fp32_frozen_weights", "flash_short_rows",
-          "checkpointed_head")  # each undoes one of ftune's defaults
+          "checkpointed_head", "peft_lora_layers")  # each undoes one of ftune's defaults
 OPTIONAL_LEVERS = ("compile",)  # each adds one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -218,6 +220,10 @@ def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
         from ftune.models import lm_head
 
         lm_head._frozen_linear_head = lambda head, hidden: False
+    if lever == "peft_lora_layers":
+        from ftune.training import fused_lora
+
+        fused_lora._fusable = lambda layer: False
     method = build_method("lora", config.method.options)
     model = method.apply(task.model, task)
     trainable, total = count_parameters(model)

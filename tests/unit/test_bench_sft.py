@@ -16,7 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 TOKENS_PER_S = {"ftune": 300.0, "ftune_fp32": 200.0, "ftune_unfused_adamw": 290.0, "ftune_eager_attention": 250.0,
                 "ftune_fp32_frozen_weights": 280.0, "ftune_flash_short_rows": 270.0,
-                "ftune_checkpointed_head": 290.0, "trl": 100.0, "padded": 30.0}
+                "ftune_checkpointed_head": 290.0, "ftune_peft_lora_layers": 285.0, "trl": 100.0, "padded": 30.0}
 
 
 @pytest.fixture
@@ -49,7 +49,8 @@ def _fake(bench, machine, monkeypatch, busy: float) -> list[str]:
     return calls
 
 
-def _arguments(allow_shared=False, levers="fp32,unfused_adamw,eager_attention,fp32_frozen_weights,flash_short_rows,checkpointed_head"):
+def _arguments(allow_shared=False, levers="fp32,unfused_adamw,eager_attention,fp32_frozen_weights,flash_short_rows,"
+                                          "checkpointed_head,peft_lora_layers"):
     return argparse.Namespace(model="smollm2-135m", rows=400, batch_size=8, steps=12, levers=levers,
                               allow_shared_cpu=allow_shared)
 
@@ -58,17 +59,18 @@ def test_each_lever_gets_its_row_and_utilisation_is_against_the_bf16_rate(bench,
     calls = _fake(bench, machine, monkeypatch, busy=0.05)
     report = bench.run_parent(_arguments())
     assert calls == ["ftune", "ftune_fp32", "ftune_unfused_adamw", "ftune_eager_attention", "ftune_fp32_frozen_weights",
-                     "ftune_flash_short_rows", "ftune_checkpointed_head", "trl", "padded"]
+                     "ftune_flash_short_rows", "ftune_checkpointed_head", "ftune_peft_lora_layers", "trl", "padded"]
     assert report["speedup_vs_trl"] == 3.0 and report["speedup"] == 10.0
     assert report["levers"]["fp32"]["defaults_speedup"] == 1.5  # what bf16 bought
     assert report["levers"]["eager_attention"]["defaults_speedup"] == 1.2
     assert report["levers"]["fp32_frozen_weights"]["defaults_speedup"] == round(300 / 280, 3)
     assert report["levers"]["flash_short_rows"]["defaults_speedup"] == round(300 / 270, 3)
     assert report["levers"]["checkpointed_head"]["defaults_speedup"] == round(300 / 290, 3)
+    assert report["levers"]["peft_lora_layers"]["defaults_speedup"] == round(300 / 285, 3)
     # 300 tokens/s x 0.5 GFLOP a token = 150 GFLOP/s: half the 300 GFLOP/s bf16 rate, all of fp32's
     assert report["model_flops_utilization"] == 0.5 and report["model_flops_utilization_fp32"] == 1.0
     assert report["ftune_memory_vs_trl"] == round(4000 / 6000, 3)
-    assert report["cpu_shared_allowed"] is False and len(report["cpu_load_samples"]) == 19
+    assert report["cpu_shared_allowed"] is False and len(report["cpu_load_samples"]) == 21
 
 
 def test_a_shared_cpu_is_refused_before_any_child(bench, machine, monkeypatch):

@@ -11,6 +11,7 @@ from typing import Sequence
 from ftune.config import Config
 from ftune.training.adapter_inputs import adapter_inputs_uncast
 from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
+from ftune.training.fused_lora import fused_lora_layers
 from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost,
                                         MemoryPlan, PlanInputs, make_plan)
 from ftune.training.memory_probe import measure_activations, memory_budget, process_bytes
@@ -116,10 +117,10 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
 @contextmanager
 def _as_in_training(trainer):
     """The precision and attention of the trainer's training steps: its autocast, adapters taking
-    their inputs uncast under it, short rows' attention (what ``trainer.train()`` sets up once it
-    starts)."""
+    their inputs uncast under it, short rows' attention, fused LoRA layers (what
+    ``trainer.train()`` sets up once it starts)."""
     with trainer.accelerator.autocast(), adapter_inputs_uncast(trainer.model, trainer.args.bf16 or trainer.args.fp16), \
-            short_row_attention():
+            short_row_attention(), fused_lora_layers(trainer.model):
         yield
 
 

@@ -9,6 +9,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ftune.training.adapter_inputs import adapter_inputs_uncast
 from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
+from ftune.training.fused_lora import fused_lora_layers
 from ftune.training.micro_batch import split_batch
 from ftune.training.schedule import ProgressSchedule
 from ftune.training.short_attention import short_row_attention
@@ -47,6 +48,15 @@ class ShortRowAttentionMixin:
 
     def train(self, *args, **kwargs):
         with short_row_attention():
+            return super().train(*args, **kwargs)
+
+
+class FusedLoraMixin:
+    """Training computes plain LoRA layers as one autograd step each: the adapter's scale and
+    sum inside the matmuls (``ftune.training.fused_lora``)."""
+
+    def train(self, *args, **kwargs):
+        with fused_lora_layers(self.model):
             return super().train(*args, **kwargs)
 
 
@@ -254,10 +264,10 @@ def with_summed_pair_loss(dpo_trainer_class: type) -> type:
 def with_schedule(trainer_class: type = Trainer) -> type:
     """``trainer_class`` (the Trainer, ResponseLossTrainer, TRL's DPOTrainer, ...) with ftune's
     schedule, memory-planned micro-batches, atomic checkpoints, short rows' attention in plain
-    matmuls on a CPU, and under mixed precision uncast adapter inputs and frozen weights stored in
-    the autocast dtype."""
+    matmuls on a CPU, LoRA layers fused into one autograd step, and under mixed precision uncast
+    adapter inputs and frozen weights stored in the autocast dtype."""
     return type(f"Scheduled{trainer_class.__name__}",
-                (MixedPrecisionMixin, ShortRowAttentionMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin,
+                (MixedPrecisionMixin, ShortRowAttentionMixin, FusedLoraMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin,
                  trainer_class), {})
 
 
