@@ -235,6 +235,31 @@ def test_a_frozen_head_under_bf16_autocast_gives_the_checkpointed_gradients(tiny
         assert (fused_grads[name] - grad).norm() <= 2e-2 * grad.norm(), name
 
 
+def test_the_frozen_head_s_cast_is_made_once_and_follows_changes_to_the_weight():
+    from ftune.models import lm_head
+
+    head = torch.nn.Linear(8, 30, bias=False).requires_grad_(False)
+    hidden = torch.randn(7, 8, requires_grad=True)
+    targets = torch.randint(0, 30, (7,))
+
+    def logps():
+        return lm_head.FrozenHeadLogps.apply(hidden, head.weight, targets, 3, torch.bfloat16).detach()
+
+    def expected():
+        logits = (hidden.detach().to(torch.bfloat16) @ head.weight.to(torch.bfloat16).t()).float()
+        return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    first = logps()
+    cast = lm_head._casts[head.weight][3]
+    torch.testing.assert_close(first, expected(), rtol=0, atol=0)
+    logps()
+    assert lm_head._casts[head.weight][3] is cast  # kept, not cast again
+    with torch.no_grad():
+        head.weight.mul_(1.5)  # an in-place change bumps the weight's version
+    torch.testing.assert_close(logps(), expected(), rtol=0, atol=0)
+    assert lm_head._casts[head.weight][3] is not cast
+
+
 def test_no_generation_samples_when_none_are_asked_for():
     """generate.samples=0 once generated a reply for every held-out prompt (minutes per run)."""
     from ftune.data.conversation import Conversation, Message

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 # Tokens per LM-head chunk: 512 x 49,152 x 4 bytes = 100 MB of logits for SmolLM2.
 CHUNK_TOKENS = 512
@@ -78,20 +79,29 @@ class FrozenHeadLogps(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_tokens: int, dtype):
-        matrix = weight.detach().to(dtype)
-        logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        matrix = _in_dtype(weight, dtype)
+        tokens = hidden.shape[0]
+        logps = torch.empty(tokens, dtype=torch.float32, device=hidden.device)
         grad = torch.empty(hidden.shape, dtype=dtype, device=hidden.device)
-        for start in range(0, hidden.shape[0], chunk_tokens):
-            stop = start + chunk_tokens
-            logits = torch.matmul(hidden[start:stop].to(dtype), matrix.t()).float()
-            chunk = torch.log_softmax(logits, dim=-1)
-            del logits
+        # three [chunk x V] buffers written in place by every chunk: a fresh tensor of that size
+        # costs the page faults of its first touch (SmolLM2, 512 tokens: 100 MB, ~30 ms each)
+        rows = min(chunk_tokens, tokens)
+        low = torch.empty((rows, matrix.shape[0]), dtype=dtype, device=hidden.device)  # logits, then probabilities
+        logits = torch.empty((rows, matrix.shape[0]), dtype=torch.float32, device=hidden.device)
+        chunk = torch.empty_like(logits)  # log-probabilities, then softmax - onehot
+        for start in range(0, tokens, chunk_tokens):
+            stop = min(start + chunk_tokens, tokens)
+            n = stop - start
+            torch.matmul(hidden[start:stop].to(dtype), matrix.t(), out=low[:n])
+            logits[:n].copy_(low[:n])
+            torch.log_softmax(logits[:n], dim=-1, out=chunk[:n])
             wanted = targets[start:stop].unsqueeze(-1)
-            logps[start:stop] = chunk.gather(-1, wanted).squeeze(-1)
-            probabilities = chunk.exp_()
+            logps[start:stop] = chunk[:n].gather(-1, wanted).squeeze(-1)
+            probabilities = chunk[:n].exp_()
             probabilities.scatter_add_(-1, wanted, probabilities.new_full(wanted.shape, -1.0))  # softmax - onehot
-            grad[start:stop] = torch.matmul(probabilities.to(dtype), matrix)
-            del chunk, probabilities
+            low[:n].copy_(probabilities)
+            torch.matmul(low[:n], matrix, out=grad[start:stop])
+        del low, logits, chunk
         ctx.save_for_backward(grad)
         ctx.hidden_dtype = hidden.dtype
         return logps
@@ -101,6 +111,24 @@ class FrozenHeadLogps(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         # grad holds d(-logp)/dh: the sign goes with the scale
         return (grad.to(ctx.hidden_dtype) * (-grad_logps).unsqueeze(-1).to(ctx.hidden_dtype)), None, None, None, None
+
+
+_casts = WeakIdKeyDictionary()  # frozen head weight -> (version, storage, dtype, the cast copy)
+
+
+def _in_dtype(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weight`` in ``dtype``: a frozen head's cast is made once and kept while the weight
+    lives and is unchanged (its version counter and storage), not once a pass (SmolLM2's tied
+    fp32 head: 28M values, ~60 ms a cast)."""
+    if weight.dtype == dtype:
+        return weight.detach()
+    state = (weight._version, weight.data_ptr(), dtype)
+    cached = _casts.get(weight)
+    if cached is not None and cached[:3] == state:
+        return cached[3]
+    cast = weight.detach().to(dtype)
+    _casts[weight] = (*state, cast)
+    return cast
 
 
 def _frozen_linear_head(head: nn.Module, hidden: torch.Tensor) -> bool:
