@@ -215,7 +215,7 @@ def _ftune_trainer(args, examples, task, total_steps, timer, lever=None):
     if lever == "flash_short_rows":
         from ftune.training import short_attention
 
-        short_attention.SHORT_ROW_TOKENS = 0
+        short_attention.SHORT_ROW_TOKENS = short_attention.CAUSAL_ROW_TOKENS = 0
     if lever == "checkpointed_head":
         from ftune.models import lm_head
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ftune.training import short_attention
-from ftune.training.short_attention import SHORT_ROW_TOKENS, ShortRowAttention, short_row_attention
+from ftune.training.short_attention import (BLOCK_QUERIES, CAUSAL_ROW_TOKENS, SHORT_ROW_TOKENS, ShortRowAttention,
+                                            short_row_attention)
 
 
 def _padded_causal(lengths: list[int], width: int) -> torch.Tensor:
@@ -65,7 +66,7 @@ def _tiny_llama(layers: int = 2):
 
 def _loss_and_grads(model, ids, mask):
     model.zero_grad()
-    labels = ids.masked_fill(mask == 0, -100)
+    labels = ids if mask is None else ids.masked_fill(mask == 0, -100)
     loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
@@ -89,6 +90,29 @@ def test_a_model_trains_the_same_with_short_rows_attention():
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_causal_row_longer_than_a_block_is_computed_in_query_blocks_with_sdpa_s_results(padded):
+    """Each block of queries against the keys up to its last query: the same loss and
+    gradients as SDPA over the whole square, with and without a padding mask."""
+    model = _tiny_llama(layers=1)
+    width = 2 * BLOCK_QUERIES + 45
+    assert width > SHORT_ROW_TOKENS
+    ids = torch.randint(0, 64, (2, width))
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[1, 200:] = 0
+    calls = []
+    original = ShortRowAttention.apply
+    stock_loss, stock_grads = _loss_and_grads(model, ids, mask if padded else None)
+    with short_row_attention(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ShortRowAttention, "apply", lambda *a: calls.append(tuple(a[1].shape[2:3])) or original(*a))
+        loss, grads = _loss_and_grads(model, ids, mask if padded else None)
+    assert calls == [(100,), (200,), (width,)]  # 3 blocks of queries, each against keys up to its last
+    torch.testing.assert_close(loss, stock_loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, stock_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_long_rows_dropout_and_decoding_go_to_the_stock_kernel(monkeypatch):
     calls = []
     monkeypatch.setattr(ShortRowAttention, "apply", lambda *a: calls.append(1))
@@ -99,7 +123,7 @@ def test_long_rows_dropout_and_decoding_go_to_the_stock_kernel(monkeypatch):
         cache = model(input_ids=torch.randint(0, 64, (1, 8)), use_cache=True).past_key_values
     model.train()
     with short_row_attention():
-        model(input_ids=torch.randint(0, 64, (1, SHORT_ROW_TOKENS + 1)))  # too long
+        model(input_ids=torch.randint(0, 64, (1, CAUSAL_ROW_TOKENS + 1)))  # too long
         attention.attention_dropout = 0.1
         model.train()
         model(input_ids=torch.randint(0, 64, (1, 8)))  # dropout in training
@@ -148,9 +172,9 @@ def test_the_square_term_stops_only_where_the_short_path_runs():
     from ftune.training.short_attention import square_term_until
 
     model = get_peft_model(_tiny_llama(layers=1), LoraConfig(r=2, target_modules=["q_proj"]))
-    assert square_term_until(model, "cpu", 128) == SHORT_ROW_TOKENS
+    assert square_term_until(model, "cpu", 128) == CAUSAL_ROW_TOKENS  # a decoder: causal attention, in blocks
     assert square_term_until(model, "cuda", 128) is None  # SDPA's kernels there keep no score matrix at all
-    assert square_term_until(model, "cpu", SHORT_ROW_TOKENS + 1) is None  # the probes did not measure the short path
+    assert square_term_until(model, "cpu", CAUSAL_ROW_TOKENS + 1) is None  # the probes did not measure the short path
     eager = _tiny_llama(layers=1)
     eager.config._attn_implementation = "eager"  # eager keeps its probabilities at every width
     assert square_term_until(eager, "cpu", 128) is None
