@@ -106,6 +106,22 @@ def test_layers_go_back_to_peft_after_the_block_and_disabled_adapters_use_the_ba
             assert torch.equal(base, model(x))
 
 
+def test_a_copy_of_the_model_made_inside_the_block_computes_with_its_own_weights():
+    import copy
+
+    model = _adapted()
+    x = torch.randn(2, 3, 24)
+    with torch.no_grad(), fused_lora_layers(model):
+        twin = copy.deepcopy(model)
+        for name, parameter in twin.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(2)
+        assert not torch.equal(twin(x), model(x))
+        changed = twin(x)
+    with torch.no_grad():
+        assert torch.allclose(changed, twin(x), atol=1e-6)  # the copy's own weights, fused or not
+
+
 def test_dora_and_hooked_layers_keep_peft_s_forward():
     from peft.tuners.lora.layer import Linear as LoraLayer
 

@@ -23,6 +23,7 @@ then summed by autograd.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from types import MethodType
 
 import torch
 from torch import nn
@@ -96,23 +97,22 @@ def _compute_dtype(x, weight, lora_a) -> torch.dtype | None:
     return x.dtype if x.dtype == weight.dtype == lora_a.dtype else None
 
 
-def _fused_forward(layer, peft_forward):
-    def forward(x, *args, **kwargs):
-        adapters = layer.active_adapters
-        if args or kwargs or layer.disable_adapters or layer.merged or len(adapters) != 1:
-            return peft_forward(x, *args, **kwargs)
-        name = adapters[0]
-        if name not in layer.lora_A or name in getattr(layer, "lora_variant", {}):
-            return peft_forward(x, *args, **kwargs)
-        lora_a, lora_b = layer.lora_A[name].weight, layer.lora_B[name].weight
-        dtype = _compute_dtype(x, layer.base_layer.weight, lora_a)
-        if dtype is None:
-            return peft_forward(x, *args, **kwargs)
-        dropout = layer.lora_dropout[name]
-        x_adapter = None if isinstance(dropout, nn.Identity) else dropout(layer._cast_input_dtype(x, lora_a.dtype))
-        return LoraLinear.apply(x, x_adapter, layer.base_layer.weight, lora_a, lora_b, layer.scaling[name], dtype)
-
-    return forward
+def _fused_forward(layer, x, *args, **kwargs):
+    """A LoRA layer's forward through ``LoraLinear`` where it applies, else PEFT's own. Bound to
+    the layer as a method, so that a copy of the model (``copy.deepcopy``) binds it to the copy."""
+    adapters = layer.active_adapters
+    if args or kwargs or layer.disable_adapters or layer.merged or len(adapters) != 1:
+        return type(layer).forward(layer, x, *args, **kwargs)
+    name = adapters[0]
+    if name not in layer.lora_A or name in getattr(layer, "lora_variant", {}):
+        return type(layer).forward(layer, x, *args, **kwargs)
+    lora_a, lora_b = layer.lora_A[name].weight, layer.lora_B[name].weight
+    dtype = _compute_dtype(x, layer.base_layer.weight, lora_a)
+    if dtype is None:
+        return type(layer).forward(layer, x, *args, **kwargs)
+    dropout = layer.lora_dropout[name]
+    x_adapter = None if isinstance(dropout, nn.Identity) else dropout(layer._cast_input_dtype(x, lora_a.dtype))
+    return LoraLinear.apply(x, x_adapter, layer.base_layer.weight, lora_a, lora_b, layer.scaling[name], dtype)
 
 
 @contextmanager
@@ -121,7 +121,7 @@ def fused_lora_layers(model):
     (see the module docstring); a model without them is unchanged."""
     layers = [m for m in model.modules() if _fusable(m)]
     for layer in layers:
-        layer.forward = _fused_forward(layer, layer.forward)
+        layer.forward = MethodType(_fused_forward, layer)
     try:
         yield
     finally:
