@@ -13,20 +13,20 @@ from ftune.training.fused_lora import fused_lora_layers
 
 
 class Block(nn.Module):
-    def __init__(self):
+    def __init__(self, bias: bool = False):
         super().__init__()
-        self.up = nn.Linear(24, 40, bias=False)
-        self.down = nn.Linear(40, 24, bias=False)
+        self.up = nn.Linear(24, 40, bias=bias)
+        self.down = nn.Linear(40, 24, bias=bias)
 
     def forward(self, x):
         return self.down(torch.relu(self.up(x)))
 
 
-def _adapted(dropout=0.0, seed=0, **options):
+def _adapted(dropout=0.0, seed=0, base_bias=False, **options):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    model = get_peft_model(Block(), LoraConfig(r=4, lora_alpha=8, target_modules=["up", "down"],
+    model = get_peft_model(Block(base_bias), LoraConfig(r=4, lora_alpha=8, target_modules=["up", "down"],
                                                lora_dropout=dropout, **options))
     for name, parameter in model.named_parameters():
         if "lora_B" in name:  # PEFT starts B at zero, which would hide a wrong adapter path
@@ -55,22 +55,25 @@ class _nothing:
         return False
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_fused_layers_give_peft_outputs_and_gradients_in_fp32(dropout):
-    model = _adapted(dropout)
+@pytest.mark.parametrize("dropout,base_bias,trained_bias", [(0.0, False, "none"), (0.3, False, "none"),
+                                                          (0.3, True, "none"), (0.0, True, "all")])
+def test_fused_layers_give_peft_outputs_and_gradients_in_fp32(dropout, base_bias, trained_bias):
+    """Also over a base with a bias (BERT's), frozen or trained (PEFT's bias="all")."""
+    model = _adapted(dropout, base_bias=base_bias, bias=trained_bias)
     model.train()
     x = torch.randn(3, 5, 24)
     peft_out, peft_dx, peft_grads = _gradients(model, x, fused=False)
     out, dx, grads = _gradients(model, x, fused=True)
     assert torch.allclose(out, peft_out, rtol=1e-5, atol=1e-5)
     assert torch.allclose(dx, peft_dx, rtol=1e-5, atol=1e-5)
-    assert set(grads) == set(peft_grads) and len(grads) == 4  # A and B of both layers
+    assert set(grads) == set(peft_grads) and len(grads) == 4 + 2 * (trained_bias == "all")  # A and B (and bias)
     for name, grad in grads.items():
         assert torch.allclose(grad, peft_grads[name], rtol=1e-4, atol=1e-5), name
 
 
-def test_fused_layers_follow_bf16_autocast_within_its_rounding():
-    model = _adapted()
+@pytest.mark.parametrize("base_bias", [False, True])
+def test_fused_layers_follow_bf16_autocast_within_its_rounding(base_bias):
+    model = _adapted(base_bias=base_bias)
     x = torch.randn(4, 6, 24)
     peft_out, peft_dx, peft_grads = _gradients(model, x, fused=False, autocast=True)
     out, dx, grads = _gradients(model, x, fused=True, autocast=True)
@@ -155,5 +158,36 @@ def test_a_tiny_llama_trains_to_the_same_gradients_with_fused_layers(tiny_llama_
     (peft_loss, peft_grads), (loss, grads) = results
     assert loss == pytest.approx(peft_loss, rel=1e-6)
     assert len(grads) == len(peft_grads) == 2 * 7 * 2  # A and B of 7 layers in each of 2 blocks
+    for name, grad in grads.items():
+        assert torch.allclose(grad, peft_grads[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_a_tiny_bert_classifier_trains_to_the_same_gradients_with_fused_layers(tiny_bert_dir):
+    """BERT's layers have a bias, and ftune's classifiers put dropout on the adapters' inputs:
+    a fused step that dropped the base's bias once cost the default job 15 points."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2),
+                           LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, lora_dropout=0.1,
+                                      target_modules=["query", "key", "value"]))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name or name.endswith("base_layer.bias"):  # a new BERT's biases start at zero
+                nn.init.normal_(parameter, std=0.1)
+    model.train()
+    ids = torch.randint(5, 40, (3, 7))
+    labels = torch.tensor([0, 1, 1])
+    results = []
+    for fused in (False, True):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks
+        with fused_lora_layers(model) if fused else _nothing():
+            loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (peft_loss, peft_grads), (loss, grads) = results
+    assert loss == pytest.approx(peft_loss, rel=1e-5)
+    assert grads.keys() == peft_grads.keys() and any("lora_A" in name for name in grads)
     for name, grad in grads.items():
         assert torch.allclose(grad, peft_grads[name], rtol=1e-4, atol=1e-6), name

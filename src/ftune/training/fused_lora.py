@@ -12,7 +12,7 @@ buffer. On SmolLM2-135M's [1,920 x 576] -> 1,536 layer, forward and backward und
 autocast took 24.3 ms against PEFT's 28.8.
 
 ``fused_lora_layers`` routes the plain LoRA layers of a model through it while the block runs:
-a PEFT ``lora.Linear`` over a plain ``nn.Linear`` (no quantised base, no DoRA or other
+a PEFT ``lora.Linear`` over a plain ``nn.Linear`` (with or without bias; no quantised base, no DoRA or other
 variant, no bias on the adapter, no hooks), with one active, unmerged adapter. Anything else
 at call time (adapters disabled, as DPO's reference pass does; several adapters; per-row
 adapters) goes to PEFT's own forward. Dropout on the adapter's input is kept, applied as PEFT
@@ -30,32 +30,34 @@ from torch import nn
 
 
 class LoraLinear(torch.autograd.Function):
-    """``x W^T + scaling * (x_adapter A^T) B^T`` with every matmul in ``dtype``; ``x_adapter``
-    None means ``x`` itself (no dropout). ``weight`` is frozen (gets no gradient)."""
+    """``x W^T + b + scaling * (x_adapter A^T) B^T`` with every matmul in ``dtype``;
+    ``x_adapter`` None means ``x`` itself (no dropout), ``bias`` None none. ``weight`` is frozen
+    (gets no gradient); the bias gets one where it trains."""
 
     @staticmethod
-    def forward(ctx, x, x_adapter, weight, lora_a, lora_b, scaling: float, dtype):
+    def forward(ctx, x, x_adapter, weight, bias, lora_a, lora_b, scaling: float, dtype):
         inputs = x.to(dtype)
         adapter_inputs = inputs if x_adapter is None else x_adapter.to(dtype)
         matrix, down, up = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
         reduced = torch.matmul(adapter_inputs, down.t())  # [..., r]
-        output = torch.matmul(inputs, matrix.t())
+        output = torch.nn.functional.linear(inputs, matrix, None if bias is None else bias.to(dtype))
         output.view(-1, output.shape[-1]).addmm_(reduced.view(-1, reduced.shape[-1]), up.t(), alpha=scaling)
         ctx.save_for_backward(inputs, None if x_adapter is None else adapter_inputs, reduced, matrix, down, up)
         ctx.scaling = scaling
-        ctx.dtypes = (x.dtype, None if x_adapter is None else x_adapter.dtype, lora_a.dtype, lora_b.dtype)
+        ctx.dtypes = (x.dtype, None if x_adapter is None else x_adapter.dtype, lora_a.dtype, lora_b.dtype,
+                      None if bias is None else bias.dtype)
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
         inputs, adapter_inputs, reduced, matrix, down, up = ctx.saved_tensors
-        x_dtype, adapter_dtype, a_dtype, b_dtype = ctx.dtypes
+        x_dtype, adapter_dtype, a_dtype, b_dtype, bias_dtype = ctx.dtypes
         scaling = ctx.scaling
         shared = adapter_inputs is None
         adapter_inputs = inputs if shared else adapter_inputs
         grad = grad_output.to(inputs.dtype).reshape(-1, grad_output.shape[-1])
         grad_reduced = torch.mm(grad, up)  # [T, r]: d(output)/d(reduced) / scaling
-        grad_x = grad_adapter = grad_a = grad_b = None
+        grad_x = grad_adapter = grad_bias = grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.mm(grad, matrix)
             if shared:
@@ -64,11 +66,13 @@ class LoraLinear(torch.autograd.Function):
         if not shared and ctx.needs_input_grad[1]:
             grad_adapter = torch.mm(grad_reduced, down).mul_(scaling).view(inputs.shape).to(adapter_dtype)
         if ctx.needs_input_grad[3]:
+            grad_bias = grad.sum(0).to(bias_dtype)
+        if ctx.needs_input_grad[4]:
             grad_a = torch.mm(grad_reduced.t(), adapter_inputs.reshape(-1, adapter_inputs.shape[-1]))
             grad_a = grad_a.mul_(scaling).to(a_dtype)
-        if ctx.needs_input_grad[4]:
+        if ctx.needs_input_grad[5]:
             grad_b = torch.mm(grad.t(), reduced.reshape(-1, reduced.shape[-1])).mul_(scaling).to(b_dtype)
-        return grad_x, grad_adapter, None, grad_a, grad_b, None, None
+        return grad_x, grad_adapter, None, grad_bias, grad_a, grad_b, None, None
 
 
 def _fusable(layer) -> bool:
@@ -112,7 +116,8 @@ def _fused_forward(layer, x, *args, **kwargs):
         return type(layer).forward(layer, x, *args, **kwargs)
     dropout = layer.lora_dropout[name]
     x_adapter = None if isinstance(dropout, nn.Identity) else dropout(layer._cast_input_dtype(x, lora_a.dtype))
-    return LoraLinear.apply(x, x_adapter, layer.base_layer.weight, lora_a, lora_b, layer.scaling[name], dtype)
+    base = layer.base_layer
+    return LoraLinear.apply(x, x_adapter, base.weight, base.bias, lora_a, lora_b, layer.scaling[name], dtype)
 
 
 @contextmanager
