@@ -178,3 +178,17 @@ def test_the_square_term_stops_only_where_the_short_path_runs():
     eager = _tiny_llama(layers=1)
     eager.config._attn_implementation = "eager"  # eager keeps its probabilities at every width
     assert square_term_until(eager, "cpu", 128) is None
+
+
+def test_a_causal_module_called_without_mask_or_causality_attends_to_every_key():
+    """No mask and is_causal=False: every key is allowed, so no block may skip any."""
+    from types import SimpleNamespace
+
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, SHORT_ROW_TOKENS + 40, 8) for _ in range(3))
+    module = SimpleNamespace(is_causal=True, num_key_value_groups=1)
+    with short_row_attention():
+        out, _ = ALL_ATTENTION_FUNCTIONS["sdpa"](module, q, k, v, None, is_causal=False)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v).transpose(1, 2), rtol=1e-5, atol=1e-5)

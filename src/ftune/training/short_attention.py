@@ -104,7 +104,7 @@ def _attention(stock):
         if allowed is None and causal:
             allowed = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        if not causal_module or length <= SHORT_ROW_TOKENS:
+        if not causal_module or length <= SHORT_ROW_TOKENS or allowed is None:  # None: every key allowed
             output = ShortRowAttention.apply(query, key, value, allowed, scale)
         else:
             blocks = -(-length // BLOCK_QUERIES)
