@@ -83,17 +83,19 @@ class FrozenHeadLogps(torch.autograd.Function):
         tokens = hidden.shape[0]
         logps = torch.empty(tokens, dtype=torch.float32, device=hidden.device)
         grad = torch.empty(hidden.shape, dtype=dtype, device=hidden.device)
-        # three [chunk x V] buffers written in place by every chunk: a fresh tensor of that size
+        # three [chunk x V] buffers (two in fp32) written in place by every chunk: a fresh tensor of that size
         # costs the page faults of its first touch (SmolLM2, 512 tokens: 100 MB, ~30 ms each)
         rows = min(chunk_tokens, tokens)
         low = torch.empty((rows, matrix.shape[0]), dtype=dtype, device=hidden.device)  # logits, then probabilities
-        logits = torch.empty((rows, matrix.shape[0]), dtype=torch.float32, device=hidden.device)
+        logits = low if dtype == torch.float32 else torch.empty((rows, matrix.shape[0]), dtype=torch.float32,
+                                                                  device=hidden.device)
         chunk = torch.empty_like(logits)  # log-probabilities, then softmax - onehot
         for start in range(0, tokens, chunk_tokens):
             stop = min(start + chunk_tokens, tokens)
             n = stop - start
             torch.matmul(hidden[start:stop].to(dtype), matrix.t(), out=low[:n])
-            logits[:n].copy_(low[:n])
+            if logits is not low:
+                logits[:n].copy_(low[:n])
             torch.log_softmax(logits[:n], dim=-1, out=chunk[:n])
             wanted = targets[start:stop].unsqueeze(-1)
             logps[start:stop] = chunk[:n].gather(-1, wanted).squeeze(-1)
