@@ -42,21 +42,13 @@ class MixedPrecisionMixin:
             return super().train(*args, **kwargs)
 
 
-class ShortRowAttentionMixin:
+class TrainingKernelsMixin:
     """Training computes short rows' attention with plain matmuls on a CPU, where SDPA's flash
-    kernel is slow for them (``ftune.training.short_attention``)."""
+    kernel is slow for them (``ftune.training.short_attention``), and plain LoRA layers as one
+    autograd step each (``ftune.training.fused_lora``)."""
 
     def train(self, *args, **kwargs):
-        with short_row_attention():
-            return super().train(*args, **kwargs)
-
-
-class FusedLoraMixin:
-    """Training computes plain LoRA layers as one autograd step each: the adapter's scale and
-    sum inside the matmuls (``ftune.training.fused_lora``)."""
-
-    def train(self, *args, **kwargs):
-        with fused_lora_layers(self.model):
+        with short_row_attention(), fused_lora_layers(self.model):
             return super().train(*args, **kwargs)
 
 
@@ -267,8 +259,8 @@ def with_schedule(trainer_class: type = Trainer) -> type:
     matmuls on a CPU, LoRA layers fused into one autograd step, and under mixed precision uncast
     adapter inputs and frozen weights stored in the autocast dtype."""
     return type(f"Scheduled{trainer_class.__name__}",
-                (MixedPrecisionMixin, ShortRowAttentionMixin, FusedLoraMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin,
-                 trainer_class), {})
+                (MixedPrecisionMixin, TrainingKernelsMixin, ResumableMixin, MicroBatchMixin, ScheduleMixin, trainer_class),
+                {})
 
 
 ScheduledTrainer = with_schedule(Trainer)
