@@ -113,21 +113,34 @@ def test_a_causal_row_longer_than_a_block_is_computed_in_query_blocks_with_sdpa_
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_long_rows_dropout_and_decoding_go_to_the_stock_kernel(monkeypatch):
+def test_dropout_on_the_probabilities_matches_the_same_mask_applied_by_hand(monkeypatch):
+    torch.manual_seed(3)
+    allowed = _padded_causal([20, 13, 5], 20)
+    keep = torch.rand(3, 4, 20, 20) > 0.3
+    scale = 1 / 0.7
+    monkeypatch.setattr(short_attention, "keep_mask", lambda shape, p: (keep, scale))
+
+    def by_hand(q, k, v, m):
+        scores = (q @ k.transpose(-1, -2) * 16 ** -0.5).masked_fill(~m, float("-inf"))
+        return (torch.softmax(scores, -1) * keep * scale) @ v
+
+    reference = _outputs_and_grads(by_hand, torch.float64, allowed)
+    ours = _outputs_and_grads(lambda q, k, v, m: ShortRowAttention.apply(q, k, v, m, 16 ** -0.5, 0.3),
+                              torch.float64, allowed)
+    for got, want in zip(ours, reference):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_long_rows_and_decoding_go_to_the_stock_kernel(monkeypatch):
     calls = []
     monkeypatch.setattr(ShortRowAttention, "apply", lambda *a: calls.append(1))
     model = _tiny_llama(layers=1)
-    attention = model.model.layers[0].self_attn
     model.eval()
     with torch.no_grad():
         cache = model(input_ids=torch.randint(0, 64, (1, 8)), use_cache=True).past_key_values
     model.train()
     with short_row_attention():
         model(input_ids=torch.randint(0, 64, (1, CAUSAL_ROW_TOKENS + 1)))  # too long
-        attention.attention_dropout = 0.1
-        model.train()
-        model(input_ids=torch.randint(0, 64, (1, 8)))  # dropout in training
-        attention.attention_dropout = 0.0
         model.eval()
         with torch.no_grad():
             model(input_ids=torch.randint(0, 64, (1, 1)), past_key_values=cache)  # one new token

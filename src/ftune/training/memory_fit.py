@@ -11,11 +11,11 @@ from typing import Sequence
 from ftune.config import Config
 from ftune.training.adapter_inputs import adapter_inputs_uncast
 from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
-from ftune.training.fused_lora import fused_lora_layers
+from ftune.training.kernels import training_kernels
 from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost,
                                         MemoryPlan, PlanInputs, make_plan)
 from ftune.training.memory_probe import measure_activations, memory_budget, process_bytes
-from ftune.training.short_attention import short_row_attention, square_term_until
+from ftune.training.short_attention import square_term_until
 
 # TRL's fused DPO head works on tiles of up to 4,096 tokens x 32,768 vocabulary entries (fp32).
 # Without Triton (on CPU) each tile is processed with whole-tile torch operations: the
@@ -116,11 +116,11 @@ def check_longest_batch(trainer, shape: BatchShape, plan: MemoryPlan, device: st
 
 @contextmanager
 def _as_in_training(trainer):
-    """The precision and attention of the trainer's training steps: its autocast, adapters taking
-    their inputs uncast under it, short rows' attention, fused LoRA layers (what
-    ``trainer.train()`` sets up once it starts)."""
+    """The precision and kernels of the trainer's training steps: its autocast, adapters taking
+    their inputs uncast under it, ``training_kernels`` (what ``trainer.train()`` sets up once it
+    starts)."""
     with trainer.accelerator.autocast(), adapter_inputs_uncast(trainer.model, trainer.args.bf16 or trainer.args.fp16), \
-            short_row_attention(), fused_lora_layers(trainer.model):
+            training_kernels(trainer.model):
         yield
 
 

@@ -21,12 +21,14 @@ in whole steps).
 
 ``short_row_attention`` routes transformers' "sdpa" attention through ``ShortRowAttention``
 while the block runs, for rows up to those bounds on a CPU (query and key equally long, no
-dropout, no soft-capping, attention sinks or position bias: everything else goes to the flash
-kernel as before). The scores are computed in the inputs' dtype (bf16 under autocast), the
-softmax in fp32, and only the probabilities, in the inputs' dtype, are kept for the backward
-pass: 2 bytes per computed query-key pair under bf16, a third of what eager attention keeps
-(its fp32 softmax output and their bf16 copy). The memory plan counts them
-(``ActivationCost.square_until``), as a whole square (an over-estimate for blocked rows).
+soft-capping, attention sinks or position bias: everything else goes to the flash kernel as
+before). The scores are computed in the inputs' dtype (bf16 under autocast), the softmax in
+fp32, and only the probabilities, in the inputs' dtype, are kept for the backward pass: 2 bytes
+per computed query-key pair under bf16, a third of what eager attention keeps (its fp32 softmax
+output and their bf16 copy). Dropout on the probabilities (an encoder's, in training) draws its
+mask with ``ftune.training.fast_dropout.keep_mask`` and keeps it, a byte more per pair. The
+memory plan counts them (``ActivationCost.square_until``), as a whole square (an over-estimate
+for blocked rows).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+
+from ftune.training.fast_dropout import applies, keep_mask
 
 SHORT_ROW_TOKENS = 192  # bound for attention that is not causal (one block)
 CAUSAL_ROW_TOKENS = 768  # bound for causal attention, computed in query blocks
@@ -46,29 +50,36 @@ class ShortRowAttention(torch.autograd.Function):
     probabilities (in v's dtype) for the backward pass."""
 
     @staticmethod
-    def forward(ctx, query, key, value, allowed, scale: float):
+    def forward(ctx, query, key, value, allowed, scale: float, dropout: float = 0.0):
         scores = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scale)
         if allowed is not None:
             scores.masked_fill_(~allowed, float("-inf"))
         probabilities = torch.softmax(scores, dim=-1)
         # a query allowed no key at all (a left-padded row's padding) gets zeros, not NaN
         probabilities = probabilities.nan_to_num_(0.0).to(value.dtype)
-        ctx.save_for_backward(query, key, value, probabilities)
+        keep, ctx.keep_scale = keep_mask(probabilities.shape, dropout) if dropout else (None, 1.0)
+        ctx.save_for_backward(query, key, value, probabilities, keep)
         ctx.scale = scale
-        return torch.matmul(probabilities, value)
+        return torch.matmul(_dropped(probabilities, keep, ctx.keep_scale), value)
 
     @staticmethod
     def backward(ctx, grad_output):
-        query, key, value, probabilities = ctx.saved_tensors
+        query, key, value, probabilities, keep = ctx.saved_tensors
         grad_output = grad_output.to(value.dtype)
-        grad_value = torch.matmul(probabilities.transpose(-1, -2), grad_output)
-        grad_probabilities = torch.matmul(grad_output, value.transpose(-1, -2)).float()
+        grad_value = torch.matmul(_dropped(probabilities, keep, ctx.keep_scale).transpose(-1, -2), grad_output)
+        grad_probabilities = _dropped(torch.matmul(grad_output, value.transpose(-1, -2)).float(), keep, ctx.keep_scale)
         p = probabilities.float()
         # softmax backward: p * (dp - sum(dp * p)), then the scale of the scores
         grad_scores = p.mul_(grad_probabilities.sub_((grad_probabilities * p).sum(-1, keepdim=True)))
         grad_scores = grad_scores.mul_(ctx.scale).to(query.dtype)
         return (torch.matmul(grad_scores, key), torch.matmul(grad_scores.transpose(-1, -2), query),
-                grad_value, None, None)
+                grad_value, None, None, None)
+
+
+def _dropped(probabilities, keep, scale: float):
+    """The probabilities (or their gradient) where ``keep`` keeps them, scaled; as they are
+    where there is no dropout (``keep`` None)."""
+    return probabilities if keep is None else probabilities.mul(keep).mul_(scale)
 
 
 def row_bound(causal: bool) -> int:
@@ -80,7 +91,7 @@ def takes_short_path(query, key, attention_mask, dropout: float, kwargs: dict, c
     """Whether ``ShortRowAttention`` computes this call (see the module docstring)."""
     length = query.shape[2]
     return (query.device.type == "cpu" and 1 < length <= row_bound(causal) and key.shape[2] == length
-            and not dropout and all(kwargs.get(name) is None or kwargs.get(name) is False for name in _UNSUPPORTED)
+            and (not dropout or applies(query, dropout)) and all(kwargs.get(name) is None or kwargs.get(name) is False for name in _UNSUPPORTED)
             and (attention_mask is None or attention_mask.dtype == torch.bool))
 
 
@@ -105,12 +116,12 @@ def _attention(stock):
             allowed = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         if not causal_module or length <= SHORT_ROW_TOKENS or allowed is None:  # None: every key allowed
-            output = ShortRowAttention.apply(query, key, value, allowed, scale)
+            output = ShortRowAttention.apply(query, key, value, allowed, scale, dropout)
         else:
             blocks = -(-length // BLOCK_QUERIES)
             edges = [length * i // blocks for i in range(blocks + 1)]
             output = torch.cat([ShortRowAttention.apply(query[:, :, start:stop], key[:, :, :stop], value[:, :, :stop],
-                                                        allowed[..., start:stop, :stop], scale)
+                                                        allowed[..., start:stop, :stop], scale, dropout)
                                 for start, stop in zip(edges, edges[1:])], dim=2)
         return output.transpose(1, 2).contiguous(), None
 

@@ -9,10 +9,9 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ftune.training.adapter_inputs import adapter_inputs_uncast
 from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
-from ftune.training.fused_lora import fused_lora_layers
+from ftune.training.kernels import training_kernels
 from ftune.training.micro_batch import split_batch
 from ftune.training.schedule import ProgressSchedule
-from ftune.training.short_attention import short_row_attention
 
 
 class ScheduleMixin:
@@ -43,12 +42,12 @@ class MixedPrecisionMixin:
 
 
 class TrainingKernelsMixin:
-    """Training computes short rows' attention with plain matmuls on a CPU, where SDPA's flash
-    kernel is slow for them (``ftune.training.short_attention``), and plain LoRA layers as one
-    autograd step each (``ftune.training.fused_lora``)."""
+    """Training runs ftune's own kernels (``ftune.training.kernels``): short rows' attention with
+    plain matmuls on a CPU, plain LoRA layers as one autograd step each, cheaper dropout masks
+    on a CPU."""
 
     def train(self, *args, **kwargs):
-        with short_row_attention(), fused_lora_layers(self.model):
+        with training_kernels(self.model):
             return super().train(*args, **kwargs)
 
 
