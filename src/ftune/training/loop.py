@@ -213,6 +213,7 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
     from ftune.training.callbacks import (AgreedClock, CheckpointEvery, CrashPoints, KeepBest, ProgressBar, StepLog,
                                           StopAndEvaluate)
     from ftune.training.schedule import ProgressSchedule
+    from ftune.training.freed_memory import ReleaseFreedMemory
     from ftune.training.distributed import current_world
     from ftune.training.sampling import WithFillers
     from ftune.training.strategies import trainer_arguments
@@ -283,6 +284,8 @@ def build_trainer(config: Config, method, prepared: PreparedModel, train_set, ev
         callbacks += [ProgressBar(schedule), StepLog(run, schedule, prepared.plan.device)]
     if world.distributed:
         callbacks.append(AgreedClock(schedule))
+    if prepared.plan.device == "cpu":  # malloc's heap grows with the variety of batch shapes
+        callbacks.append(ReleaseFreedMemory())
     interval = CheckpointInterval.parse(t.checkpoint_every)
     if interval.enabled:  # over several processes its minutes read the agreed clock: all save at the same step
         callbacks.append(CheckpointEvery(interval, schedule))

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from ftune.config import Config
 from ftune.training.adapter_inputs import adapter_inputs_uncast
+from ftune.training.freed_memory import hold_to_plan
 from ftune.training.frozen_weights import autocast_dtype, frozen_weights_in
 from ftune.training.kernels import training_kernels
 from ftune.training.memory_plan import (CPU_PASS_TOKENS, MB, SAFETY_BYTES, TRAINABLE_STATE_BYTES, ActivationCost,
@@ -125,6 +126,7 @@ def _as_in_training(trainer):
 
 
 def _apply(trainer, model, plan: MemoryPlan, shape: BatchShape) -> None:
+    hold_to_plan(trainer, plan.estimate_mb * MB)  # on a CPU, freed memory goes back above it
     trainer.micro_batch_tokens = plan.micro_batch_tokens
     trainer.pair_rows = shape.rows_per_example == 2
     if plan.gradient_checkpointing:  # enabling twice is harmless
