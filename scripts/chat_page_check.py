@@ -53,7 +53,9 @@ def check(server: str, model: str, text: str, screenshot: str, key: str = "", ti
     if chromium is None:
         raise SystemExit("chat_page_check: Chromium not found; install it: apt-get install -y chromium")
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="ftune-chromium-") as profile:
+    # Chromium's helper processes can still be writing the profile when the browser has exited:
+    # a leftover file must not fail the check (seen once in CI: "Directory not empty: 'Default'")
+    with tempfile.TemporaryDirectory(prefix="ftune-chromium-", ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
                                     f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
                                     "--window-size=900,700", "about:blank"],
