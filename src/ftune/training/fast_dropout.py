@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from types import MethodType
 
 import torch
 from torch import nn
+
+from ftune.training.routed_forward import routed_forward
 
 _LEVELS = 1 << 16  # a 16-bit integer's values
 
@@ -85,11 +86,6 @@ def fast_cpu_dropout(model: nn.Module):
     """While the block runs, ``model``'s ``nn.Dropout`` modules draw their masks with
     ``keep_mask`` on a CPU (see the module docstring); nested blocks and modules patched by
     someone else keep what they have."""
-    modules = [m for m in model.modules() if type(m) is nn.Dropout and "forward" not in vars(m) and m.p > 0]
-    for module in modules:
-        module.forward = MethodType(_forward, module)
-    try:
+    with routed_forward([m for m in model.modules() if type(m) is nn.Dropout and "forward" not in vars(m) and m.p > 0],
+                        _forward):
         yield
-    finally:
-        for module in modules:
-            del module.forward  # back to the class's own

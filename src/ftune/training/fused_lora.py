@@ -23,10 +23,11 @@ then summed by autograd.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from types import MethodType
 
 import torch
 from torch import nn
+
+from ftune.training.routed_forward import routed_forward
 
 
 class LoraLinear(torch.autograd.Function):
@@ -124,11 +125,5 @@ def _fused_forward(layer, x, *args, **kwargs):
 def fused_lora_layers(model):
     """While the block runs, the plain LoRA layers of ``model`` compute with ``LoraLinear``
     (see the module docstring); a model without them is unchanged."""
-    layers = [m for m in model.modules() if _fusable(m)]
-    for layer in layers:
-        layer.forward = MethodType(_fused_forward, layer)
-    try:
+    with routed_forward([m for m in model.modules() if _fusable(m)], _fused_forward):
         yield
-    finally:
-        for layer in layers:
-            del layer.forward  # back to the class's own
